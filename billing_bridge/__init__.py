@@ -1,0 +1,4 @@
+"""Tariffs, the preliminary charge and (later) the outbox relay to billing.
+
+Imports only ``gateway.domain``.
+"""

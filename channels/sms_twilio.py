@@ -1,0 +1,81 @@
+"""Twilio Programmable Messaging webhook: ``POST /sms/twilio`` → TwiML reply.
+
+The signature is checked with Twilio's ``RequestValidator`` against the configured public
+URL plus the request path (behind a proxy ``request.url`` is not what Twilio signed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from urllib.parse import parse_qsl
+
+import structlog
+from aiohttp import web
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
+
+from gateway.domain.model import InboundMessage
+from gateway.domain.ports import OnInbound
+
+CHANNEL = "sms"
+PATH = "/sms/twilio"
+log = structlog.get_logger("channels.sms_twilio")
+
+
+def twiml(reply: str | None) -> str:
+    response = MessagingResponse()
+    if reply:
+        response.message(reply)
+    return str(response)
+
+
+class TwilioSmsChannel:
+    def __init__(
+        self,
+        on_inbound: OnInbound,
+        *,
+        auth_token: str,
+        public_url: str,
+        clock: Callable[[], datetime],
+        max_body_bytes: int,
+    ) -> None:
+        self._on_inbound = on_inbound
+        self._validator = RequestValidator(auth_token) if auth_token else None
+        self._public_url = public_url.rstrip("/")
+        self._clock = clock
+        self._max_body = max_body_bytes
+        if self._validator is None:
+            log.warning("sms_channel_disabled", reason="GATEWAY_TWILIO_AUTH_TOKEN is not set")
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post(PATH, self.handle)]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > self._max_body:
+            return web.Response(status=413, text="body too large")
+        body = await request.content.read(self._max_body + 1)
+        if len(body) > self._max_body:
+            return web.Response(status=413, text="body too large")
+        if self._validator is None:
+            log.warning("sms_refused", reason="no Twilio auth token configured")
+            return web.Response(status=403, text="sms channel is not configured")
+        form = _parse_form(body)
+        signature = request.headers.get("X-Twilio-Signature", "")
+        url = self._public_url + request.path_qs
+        if not signature or not self._validator.validate(url, form, signature):
+            log.warning("sms_refused", reason="bad signature", url=url)
+            return web.Response(status=403, text="invalid signature")
+        message = InboundMessage(
+            channel=CHANNEL,
+            sender=form.get("From", ""),
+            text=form.get("Body", ""),
+            received_at=self._clock(),
+            external_id=form.get("MessageSid") or None,
+        )
+        outcome = await self._on_inbound(message)
+        return web.Response(text=twiml(outcome.reply), content_type="text/xml")
+
+
+def _parse_form(body: bytes) -> dict[str, str]:
+    return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))

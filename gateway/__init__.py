@@ -1,0 +1,1 @@
+"""Meter-reading intake gateway."""

@@ -1,0 +1,174 @@
+"""The ``gateway`` command (also ``python -m gateway``). Contracts: DESIGN.md / README."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from gateway import logging as gateway_logging
+from gateway.bootstrap import Gateway, gateway
+from gateway.domain.model import InboundMessage
+from gateway.registry import ORDER, FileReport, import_file
+from gateway.settings import Settings, SettingsError
+
+log = structlog.get_logger("gateway.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="Meter-reading intake gateway.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    imp = sub.add_parser("import", help="load or update the registry from CSV files")
+    for kind in ORDER:
+        imp.add_argument(f"--{kind}", type=Path, metavar="F", help=f"{kind} CSV file")
+
+    serve = sub.add_parser("serve", help="run the HTTP server with every configured channel")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+
+    sms = sub.add_parser("sms", help="run messages through the intake exactly as an SMS")
+    sms.add_argument("--from", dest="sender", default="", metavar="PHONE")
+    sms.add_argument("--json", action="store_true", help="print one outcome object per line")
+    sms.add_argument("text", nargs="?", metavar="TEXT")
+
+    readings = sub.add_parser("readings", help="the history of an account's readings")
+    readings.add_argument("account")
+    readings.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.load(os.environ)
+    except SettingsError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    gateway_logging.configure(settings.log_format, settings.log_level)
+    if args.command == "serve":
+        return _serve(settings, args.host or settings.host, args.port or settings.port)
+    handler = {"import": _import, "sms": _sms, "readings": _readings}[args.command]
+    return asyncio.run(_with_gateway(settings, handler, args))
+
+
+async def _with_gateway(settings: Settings, handler: object, args: argparse.Namespace) -> int:
+    async with gateway(settings) as gw:
+        result: int = await handler(gw, args)  # type: ignore[operator]
+        return result
+
+
+async def _import(gw: Gateway, args: argparse.Namespace) -> int:
+    files = [(kind, getattr(args, kind)) for kind in ORDER if getattr(args, kind)]
+    if not files:
+        print(
+            "gateway import: name at least one of --accounts --meters --tariffs --elders",
+            file=sys.stderr,
+        )
+        return 2
+    tty = sys.stderr.isatty()
+
+    def progress(kind: str, done: int) -> None:
+        if tty:
+            print(f"\r{kind}: {done} rows", end="", file=sys.stderr, flush=True)
+
+    reports: list[FileReport] = []
+    for kind, path in files:
+        if not path.exists():
+            print(f"gateway import: {path}: no such file", file=sys.stderr)
+            return 2
+        reports.append(await import_file(gw.db, kind, path, progress))
+        if tty:
+            print(file=sys.stderr)
+    for report in reports:
+        for error in report.errors:
+            print(error, file=sys.stderr)
+        print(report.summary())
+    return 1 if any(r.errors for r in reports) else 0
+
+
+async def _sms(gw: Gateway, args: argparse.Namespace) -> int:
+    texts = [args.text] if args.text is not None else (line.rstrip("\n") for line in sys.stdin)
+    for text in texts:
+        message = InboundMessage(
+            channel="sms", sender=args.sender, text=text, received_at=gw.clock()
+        )
+        outcome = await gw.intake(message)
+        if args.json:
+            print(json.dumps(outcome.to_json(), ensure_ascii=False), flush=True)
+        else:
+            print(outcome.reply or f"({outcome.status.value}: no reply)", flush=True)
+    return 0
+
+
+async def _readings(gw: Gateway, args: argparse.Namespace) -> int:
+    async with gw.db.unit_of_work() as uow:
+        account = await uow.load_account(args.account)
+        rows = await uow.history(args.account)
+    if account is None:
+        print(f"gateway readings: unknown account {args.account}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "account": account.number,
+                    "readings": [
+                        {
+                            "meter": r.meter,
+                            "service": r.service,
+                            "zone": r.zone,
+                            "value": format(r.value, "f"),
+                            "previous": None if r.previous is None else format(r.previous, "f"),
+                            "consumption": format(r.consumption, "f"),
+                            "taken_at": r.taken_at.isoformat(),
+                            "channel": r.channel,
+                            "status": r.status,
+                        }
+                        for r in rows
+                    ],
+                },
+                ensure_ascii=False,
+            )
+        )
+        return 0
+    print(f"ЛС {account.number}")
+    for reg in account.ordered_registers:
+        base = reg.previous
+        last = f"{base.value} ({base.taken_on})" if base else "—"
+        print(
+            f"  meter {reg.meter} {reg.service.value}/{reg.zone.value} digits {reg.capacity}"
+            f" last {last}"
+        )
+    if not rows:
+        print("  no readings received yet")
+    for r in rows:
+        print(
+            f"  {r.taken_at:%Y-%m-%d %H:%M} {r.meter} {r.zone:<7} {r.value:>12} "
+            f"+{r.consumption} via {r.channel} [{r.status}]"
+        )
+    return 0
+
+
+def _serve(settings: Settings, host: str, port: int) -> int:
+    async def app_factory() -> web.Application:
+        ctx = gateway(settings)
+        gw = await ctx.__aenter__()
+
+        async def close(_app: web.Application) -> None:
+            await ctx.__aexit__(None, None, None)
+
+        app = gw.web_app()
+        app.on_cleanup.append(close)
+        log.info("serving", host=host, port=port, settings=settings.masked())
+        return app
+
+    web.run_app(app_factory(), host=host, port=port, print=None, access_log=None)
+    return 0

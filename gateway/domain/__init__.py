@@ -1,0 +1,1 @@
+"""Pure domain types and rules. Imports nothing of the project and does no I/O."""

@@ -1,0 +1,35 @@
+"""Error codes of the public contract (DESIGN.md). Add codes; never rename one."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    UNPARSEABLE = "unparseable"
+    UNKNOWN_ACCOUNT = "unknown_account"
+    VALUE_COUNT = "value_count"
+    BELOW_PREVIOUS = "below_previous"
+    JUMP_TOO_LARGE = "jump_too_large"
+    TOO_MANY_DIGITS = "too_many_digits"
+    VERIFICATION_EXPIRED = "verification_expired"
+    OUTSIDE_WINDOW = "outside_window"
+    NOT_AUTHORIZED = "not_authorized"
+    RATE_LIMITED = "rate_limited"
+    INTERNAL = "internal"
+
+
+class GatewayError(Exception):
+    """Root of the gateway's own errors. ``retryable`` says whether trying again can help."""
+
+    retryable: bool = False
+
+
+class RegistryError(GatewayError):
+    """A registry row or file is invalid; fixing the data is the only cure."""
+
+
+class StorageUnavailable(GatewayError):
+    """The database could not be reached or was busy; the same call may succeed later."""
+
+    retryable = True

@@ -1,0 +1,122 @@
+"""The registry (accounts, registers, tariffs) and readings as immutable values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+
+class Service(StrEnum):
+    ELECTRICITY = "electricity"
+    HOT_WATER = "hot_water"
+    COLD_WATER = "cold_water"
+
+
+class Zone(StrEnum):
+    SINGLE = "single"
+    DAY = "day"
+    NIGHT = "night"
+    KITCHEN = "kitchen"
+    BATH = "bath"
+
+
+# The positional order of values in a message: electricity single | day, night;
+# then hot water single | kitchen, bath; then cold water single | kitchen, bath.
+SERVICE_ORDER: dict[Service, int] = {s: i for i, s in enumerate(Service)}
+ZONE_ORDER: dict[Zone, int] = {z: i for i, z in enumerate(Zone)}
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """A meter's digit capacity as printed on it, e.g. ``6.3``."""
+
+    integer_digits: int
+    fraction_digits: int
+
+    @classmethod
+    def parse(cls, text: str) -> Capacity:
+        whole, _, fraction = text.strip().partition(".")
+        if not whole.isdigit() or (fraction and not fraction.isdigit()):
+            raise ValueError(f"digit capacity must look like 6.3, got {text!r}")
+        capacity = cls(int(whole), int(fraction or 0))
+        if not 1 <= capacity.integer_digits <= 12 or capacity.fraction_digits > 6:
+            raise ValueError(f"digit capacity out of range: {text!r}")
+        return capacity
+
+    def fits(self, value: Decimal) -> bool:
+        if value < 0:
+            return False
+        whole = int(value)
+        exponent = value.normalize().as_tuple().exponent
+        assert isinstance(exponent, int)
+        fraction_digits = max(0, -exponent)
+        return len(str(whole)) <= self.integer_digits and fraction_digits <= self.fraction_digits
+
+    @property
+    def rollover(self) -> Decimal:
+        """The value at which the counter wraps to zero (10^integer_digits)."""
+        return Decimal(10) ** self.integer_digits
+
+    def __str__(self) -> str:
+        return f"{self.integer_digits}.{self.fraction_digits}"
+
+
+@dataclass(frozen=True, slots=True)
+class PreviousReading:
+    value: Decimal
+    taken_on: date
+    # For a reading this gateway accepted: what it was compared with and consumed.
+    compared_with: Decimal | None = None
+    consumption: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    """One counter of a meter: a single-rate meter has one, a day/night meter two."""
+
+    id: int
+    account: str
+    meter: str
+    service: Service
+    zone: Zone
+    capacity: Capacity
+    verified_until: date | None
+    previous: PreviousReading | None
+    # True when ``previous`` is a reading this gateway accepted (not the registry's baseline).
+    previous_is_ours: bool = False
+
+    @property
+    def sort_key(self) -> tuple[int, int, str]:
+        return (SERVICE_ORDER[self.service], ZONE_ORDER[self.zone], self.meter)
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    number: str
+    debt: Decimal
+    registers: tuple[Register, ...]
+
+    @property
+    def ordered_registers(self) -> tuple[Register, ...]:
+        return tuple(sorted(self.registers, key=lambda r: r.sort_key))
+
+
+@dataclass(frozen=True, slots=True)
+class Tariff:
+    service: Service
+    zone: Zone
+    price: Decimal
+    valid_from: date
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """What every channel turns a provider's payload into."""
+
+    channel: str
+    sender: str
+    text: str
+    received_at: datetime
+    external_id: str | None = None

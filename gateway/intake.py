@@ -1,0 +1,170 @@
+"""The one service every channel calls: record, parse, validate, store, charge, reply."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+
+import structlog
+
+from billing_bridge.charge import preliminary_charge
+from gateway import replies
+from gateway.domain import rules
+from gateway.domain.errors import ErrorCode
+from gateway.domain.model import Account, InboundMessage
+from gateway.domain.outcome import Outcome, OutcomeError, ReadingLine, Status
+from gateway.settings import Settings
+from gateway.storage import Database, UnitOfWork
+from gateway.storage.database import NewReading
+from parsers import ParseError, parse_submission
+
+log = structlog.get_logger("gateway.intake")
+
+Clock = Callable[[], datetime]
+
+
+def mask_sender(sender: str) -> str:
+    """``+79121234567`` → ``+7912***4567``; ``name@example.org`` → ``n***@example.org``."""
+    if "@" in sender:
+        local, _, domain = sender.partition("@")
+        return f"{local[:1]}***@{domain}"
+    if len(sender) <= 6:
+        return "***"
+    return f"{sender[:5]}***{sender[-4:]}"
+
+
+class Intake:
+    def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
+        self._db = db
+        self._settings = settings
+        self._clock = clock
+
+    async def __call__(self, message: InboundMessage) -> Outcome:
+        """Handle one message; it is stored with its outcome before this returns."""
+        try:
+            async with self._db.unit_of_work() as uow:
+                outcome = await self._handle(uow, message)
+        except Exception:
+            log.exception(
+                "message_failed", channel=message.channel, sender=mask_sender(message.sender)
+            )
+            outcome = _rejected(None, ErrorCode.INTERNAL, replies.INTERNAL_ERROR)
+            async with self._db.unit_of_work() as uow:
+                message_id = await uow.record_message(
+                    channel=message.channel,
+                    external_id=None,
+                    sender=message.sender,
+                    text=message.text,
+                    received_at=message.received_at,
+                )
+                await uow.set_outcome(message_id, outcome)
+        log.info(
+            "message_handled",
+            channel=message.channel,
+            external_id=message.external_id,
+            sender=mask_sender(message.sender),
+            status=outcome.status.value,
+            error=outcome.error.code if outcome.error else None,
+            account=outcome.account,
+        )
+        return outcome
+
+    async def _handle(self, uow: UnitOfWork, message: InboundMessage) -> Outcome:
+        if message.external_id is not None:
+            stored = await uow.find_message(message.channel, message.external_id)
+            if stored is not None and stored.status != "received":
+                return Outcome.from_json(stored.outcome)
+        if message.sender and self._is_rate_limited(
+            await uow.count_recent(
+                message.channel, message.sender, message.received_at - timedelta(minutes=1)
+            )
+        ):
+            outcome = _rejected(None, ErrorCode.RATE_LIMITED, None)
+        else:
+            outcome = None
+        message_id = await uow.record_message(
+            channel=message.channel,
+            external_id=message.external_id,
+            sender=message.sender,
+            text=message.text,
+            received_at=message.received_at,
+        )
+        if outcome is None:
+            outcome = await self._evaluate(uow, message_id, message)
+        await uow.set_outcome(message_id, outcome)
+        return outcome
+
+    def _is_rate_limited(self, recent: int) -> bool:
+        return recent >= self._settings.rate_limit_per_minute
+
+    async def _evaluate(self, uow: UnitOfWork, message_id: int, message: InboundMessage) -> Outcome:
+        try:
+            submission = parse_submission(message.text)
+        except ParseError as err:
+            return _rejected(None, ErrorCode(err.code), err.message)
+        account = await uow.load_account(submission.account, lock=True)
+        if account is None:
+            reply = replies.unknown_account(submission.account)
+            return _rejected(submission.account, ErrorCode.UNKNOWN_ACCOUNT, reply)
+        today = message.received_at.astimezone(self._settings.zone).date()
+        pairs = rules.match_values(account.ordered_registers, submission.values)
+        if isinstance(pairs, rules.Rejection):
+            return _rejected(account.number, pairs.code, replies.rejected(account, pairs, today))
+        if rules.is_duplicate(pairs):
+            # The same confirmation as when these values were first accepted.
+            repeated = [rules.repeat_of_previous(r) for r, _ in pairs]
+            on = repeated_on(repeated, today)
+            return await self._confirm(uow, account, repeated, on, Status.DUPLICATE)
+        result = rules.check(pairs, today=today, max_jump=self._settings.max_jump)
+        if isinstance(result, rules.Rejection):
+            return _rejected(account.number, result.code, replies.rejected(account, result, today))
+        await uow.add_readings(
+            message_id,
+            [NewReading(c.register, c.value, c.previous, c.consumption) for c in result],
+            taken_at=message.received_at,
+            taken_on=today,
+        )
+        return await self._confirm(uow, account, result, today, Status.ACCEPTED)
+
+    async def _confirm(
+        self,
+        uow: UnitOfWork,
+        account: Account,
+        checked: list[rules.Checked],
+        on: date,
+        status: Status,
+    ) -> Outcome:
+        lines = tuple(
+            ReadingLine(
+                meter=c.register.meter,
+                service=c.register.service.value,
+                zone=c.register.zone.value,
+                value=c.value,
+                previous=c.previous,
+                consumption=c.consumption,
+            )
+            for c in checked
+        )
+        charge = preliminary_charge(lines, await uow.load_tariffs(), account.debt, on)
+        return Outcome(
+            status=status,
+            account=account.number,
+            reply=replies.accepted(account.number, lines, charge),
+            readings=lines,
+            charge=charge,
+        )
+
+
+def repeated_on(checked: list[rules.Checked], default: date) -> date:
+    """The date the repeated readings were first taken (their tariff date)."""
+    dates = [c.register.previous.taken_on for c in checked if c.register.previous]
+    return max(dates, default=default)
+
+
+def _rejected(account: str | None, code: ErrorCode, reply: str | None) -> Outcome:
+    return Outcome(
+        status=Status.REJECTED,
+        account=account,
+        reply=reply,
+        error=OutcomeError(code.value, reply or code.value),
+    )

@@ -1,0 +1,106 @@
+"""The Russian texts senders receive. Every reply for one account with up to two
+registers fits two UCS-2 SMS segments (134 characters); tests hold that line."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+
+from gateway.domain.errors import ErrorCode
+from gateway.domain.model import Account, Service, Zone
+from gateway.domain.outcome import Charge, ReadingLine
+from gateway.domain.rules import Rejection
+
+SMS_LIMIT = 134
+FORMAT_EXAMPLE = "1234567890 12345 6789"
+_EXAMPLE_VALUES = ("12345", "6789", "123", "45", "67", "89")
+_SERVICE_LABEL = {Service.ELECTRICITY: "ЭЭ", Service.HOT_WATER: "ГВС", Service.COLD_WATER: "ХВС"}
+_ZONE_LABEL = {Zone.DAY: "день", Zone.NIGHT: "ночь", Zone.KITCHEN: "кухня", Zone.BATH: "ванна"}
+
+
+def register_label(service: Service, zone: Zone) -> str:
+    """``день``/``ночь`` for electricity zones, ``ГВС``, ``ХВС кухня``… otherwise."""
+    if zone is Zone.SINGLE:
+        return _SERVICE_LABEL[service]
+    if service is Service.ELECTRICITY:
+        return _ZONE_LABEL[zone]
+    return f"{_SERVICE_LABEL[service]} {_ZONE_LABEL[zone]}"
+
+
+def number(value: Decimal) -> str:
+    """A reading or a consumption the Russian way: decimal comma, no exponent."""
+    return format(value, "f").replace(".", ",")
+
+
+def money(value: Decimal) -> str:
+    return f"{value:.2f}".replace(".", ",") + " ₽"
+
+
+def accepted(account: str, readings: Sequence[ReadingLine], charge: Charge) -> str:
+    values = ", ".join(
+        f"{register_label(Service(r.service), Zone(r.zone))} {number(r.value)}" for r in readings
+    )
+    debt = f" (с долгом {money(charge.debt)})" if charge.debt > 0 else ""
+    return f"Принято, ЛС {account}: {values}. Предварительно к оплате {money(charge.total)}{debt}."
+
+
+def account_format(account: Account) -> str:
+    """The message this account should send, e.g. ``1234567890 12345 6789``."""
+    count = len(account.registers)
+    return " ".join([account.number, *_EXAMPLE_VALUES[:count]])
+
+
+def rejected(account: Account, rejection: Rejection, today: date) -> str:
+    head = f"ЛС {account.number}:"
+    code = rejection.code
+    if code is ErrorCode.VALUE_COUNT:
+        names = ", ".join(register_label(r.service, r.zone) for r in account.ordered_registers)
+        count = len(account.registers)
+        return f"{head} нужно {count} {_plural(count)} ({names}), напр. {account_format(account)}"
+    register, value = rejection.register, rejection.value
+    assert register is not None and value is not None
+    label = register_label(register.service, register.zone)
+    if code is ErrorCode.TOO_MANY_DIGITS:
+        cap = register.capacity
+        return (
+            f"{head} {label} {number(value)} не помещается в счётчик {cap}: до "
+            f"{cap.integer_digits} цифр до запятой и {cap.fraction_digits} после."
+        )
+    if code is ErrorCode.VERIFICATION_EXPIRED:
+        until = register.verified_until.strftime("%d.%m.%Y") if register.verified_until else ""
+        return (
+            f"{head} срок поверки счётчика {register.meter} истёк {until}. "
+            "Показания не приняты, обратитесь к поставщику."
+        )
+    if code is ErrorCode.BELOW_PREVIOUS:
+        assert rejection.limit is not None
+        return (
+            f"{head} {label} {number(value)} меньше прежнего {number(rejection.limit)}. "
+            "Проверьте показание и отправьте снова."
+        )
+    if code is ErrorCode.JUMP_TOO_LARGE:
+        assert rejection.limit is not None
+        return (
+            f"{head} расход {label} больше допустимых {number(rejection.limit)}. "
+            "Проверьте показание или обратитесь к поставщику."
+        )
+    raise ValueError(f"no reply text for {code}")
+
+
+def unknown_account(number_: str) -> str:
+    return (
+        f"ЛС {number_} не найден. Проверьте номер в квитанции. "
+        f"Формат: ЛС и показания, напр. {FORMAT_EXAMPLE}"
+    )
+
+
+INTERNAL_ERROR = "Техническая ошибка, показания не приняты. Попробуйте позже."
+
+
+def _plural(count: int) -> str:
+    if count % 10 == 1 and count % 100 != 11:
+        return "показание"
+    if 2 <= count % 10 <= 4 and not 12 <= count % 100 <= 14:
+        return "показания"
+    return "показаний"

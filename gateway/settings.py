@@ -1,0 +1,116 @@
+"""Settings from ``config/gateway.toml`` (or ``GATEWAY_CONFIG``), overridden by ``GATEWAY_*``
+environment variables. Built from mappings so tests pass plain dicts; no I/O at import."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from gateway.domain.model import Service
+
+DEFAULT_CONFIG = Path("config/gateway.toml")
+SECRET_FIELDS = frozenset({"twilio_auth_token"})
+
+
+class SettingsError(ValueError):
+    """A setting has a value the gateway cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite+aiosqlite:///var/gateway.db"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    twilio_auth_token: str = ""
+    billing_url: str = ""
+    timezone: str = "Europe/Moscow"
+    log_format: str = "auto"
+    log_level: str = "info"
+    rate_limit_per_minute: int = 10
+    max_body_bytes: int = 64 * 1024
+    max_jump: Mapping[Service, Decimal] = field(
+        default_factory=lambda: {
+            Service.ELECTRICITY: Decimal(1000),
+            Service.HOT_WATER: Decimal(30),
+            Service.COLD_WATER: Decimal(30),
+        }
+    )
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def masked(self) -> dict[str, Any]:
+        """Every setting, secrets replaced by ``***`` (for logs and ``--help`` output)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = "***" if f.name in SECRET_FIELDS and value else value
+        out["database_url"] = _mask_url(self.database_url)
+        return out
+
+    def __repr__(self) -> str:
+        return f"Settings({self.masked()!r})"
+
+    @classmethod
+    def from_mapping(
+        cls, toml: Mapping[str, Any], env: Mapping[str, str] | None = None
+    ) -> Settings:
+        """``toml`` is the parsed file; ``env`` the process environment (``GATEWAY_*`` wins)."""
+        env = env or {}
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "max_jump":
+                continue
+            raw = env.get(f"GATEWAY_{f.name.upper()}", toml.get(f.name))
+            if raw is None:
+                continue
+            values[f.name] = _coerce(f.name, f.type, raw)
+        jump = dict(cls().max_jump)
+        for service in Service:
+            raw = env.get(
+                f"GATEWAY_MAX_JUMP_{service.name}", toml.get("max_jump", {}).get(service.value)
+            )
+            if raw is not None:
+                jump[service] = Decimal(str(raw))
+        settings = cls(**values, max_jump=jump)
+        try:
+            settings.zone  # noqa: B018 - validates the time zone name early
+        except Exception as exc:
+            raise SettingsError(f"unknown time zone {settings.timezone!r}") from exc
+        return settings
+
+    @classmethod
+    def load(cls, env: Mapping[str, str]) -> Settings:
+        path = Path(env.get("GATEWAY_CONFIG", DEFAULT_CONFIG))
+        toml: dict[str, Any] = {}
+        if path.exists():
+            with path.open("rb") as fh:
+                toml = tomllib.load(fh)
+        elif "GATEWAY_CONFIG" in env:
+            raise SettingsError(f"config file {path} does not exist")
+        return cls.from_mapping(toml, env)
+
+
+def _coerce(name: str, kind: Any, raw: Any) -> Any:
+    try:
+        if kind in ("int", int):
+            return int(raw)
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"setting {name}: cannot use {raw!r}") from exc
+
+
+def _mask_url(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else url

@@ -1,0 +1,167 @@
+"""Table definitions. Decimals are exact on both back ends (NUMERIC on PostgreSQL,
+text on SQLite); timestamps are stored in UTC and come back time-zone aware."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """NUMERIC where the database has an exact one, text on SQLite; always ``Decimal``."""
+
+    impl = String(40)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(40))
+        return dialect.type_descriptor(Numeric(20, 6))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return format(value, "f") if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(value).normalize() if not isinstance(value, Decimal) else value.normalize()
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("account", String(32), primary_key=True),
+    Column("address", Text, nullable=False, default=""),
+    Column("building", String(64), nullable=False, default=""),
+    Column("phone", String(32), nullable=False, default=""),
+    Column("debt", ExactDecimal, nullable=False),
+    Column("receipt_code", String(64), nullable=False, default=""),
+    Column("last_bill_total", ExactDecimal, nullable=True),
+)
+
+registers = Table(
+    "registers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account", String(32), ForeignKey("accounts.account"), nullable=False),
+    Column("meter", String(64), nullable=False),
+    Column("service", String(16), nullable=False),
+    Column("zone", String(16), nullable=False),
+    Column("digits", String(8), nullable=False),
+    Column("verified_until", Date, nullable=True),
+    # The billing system's latest reading as exported in the registry (the baseline).
+    Column("last_value", ExactDecimal, nullable=True),
+    Column("last_date", Date, nullable=True),
+    UniqueConstraint("account", "meter", "zone", name="uq_register"),
+)
+
+tariffs = Table(
+    "tariffs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service", String(16), nullable=False),
+    Column("zone", String(16), nullable=False),
+    Column("price", ExactDecimal, nullable=False),
+    Column("valid_from", Date, nullable=False),
+    UniqueConstraint("service", "zone", "valid_from", name="uq_tariff"),
+)
+
+elders = Table(
+    "elders",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(254), nullable=False),
+    Column("building", String(64), nullable=False),
+    UniqueConstraint("email", "building", name="uq_elder"),
+)
+
+# Every inbound message, whatever became of it: the audit trail.
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("channel", String(16), nullable=False),
+    Column("external_id", String(128), nullable=True),
+    Column("sender", String(254), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error_code", String(32), nullable=True),
+    Column("account", String(32), nullable=True),
+    Column("reply", Text, nullable=True),
+    Column("outcome", Text, nullable=False),
+    UniqueConstraint("channel", "external_id", name="uq_message_external_id"),
+    Index("ix_messages_sender_time", "channel", "sender", "received_at"),
+)
+
+readings = Table(
+    "readings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("register_id", Integer, ForeignKey("registers.id"), nullable=False),
+    Column("message_id", Integer, ForeignKey("messages.id"), nullable=False),
+    Column("value", ExactDecimal, nullable=False),
+    Column("previous", ExactDecimal, nullable=True),
+    Column("consumption", ExactDecimal, nullable=False),
+    Column("taken_at", UTCDateTime, nullable=False),
+    Column("taken_on", Date, nullable=False),
+    Column("status", String(16), nullable=False),
+    Index("ix_readings_register", "register_id", "id"),
+)
+
+# Rows for the billing relay, written in the same transaction as the readings.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("reading_id", Integer, ForeignKey("readings.id"), nullable=False, unique=True),
+    Column("idempotency_key", String(64), nullable=False, unique=True),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index("ix_outbox_status", "status", "id"),
+)
