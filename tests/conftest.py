@@ -1,0 +1,160 @@
+"""Shared fixtures: a real database per test (SQLite file, and PostgreSQL when
+``GATEWAY_TEST_POSTGRES_URL`` is set), a registry written as CSV and imported the way
+``gateway import`` does it, a settable clock, and a wired gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from gateway.bootstrap import Gateway, gateway
+from gateway.registry import import_file
+from gateway.settings import Settings
+from gateway.storage import tables
+
+POSTGRES_ENV = "GATEWAY_TEST_POSTGRES_URL"
+
+ACCOUNTS = """account,address,building,phone,debt,receipt_code,last_bill_total
+1234567890,"ул. Пушкинская, 10, кв. 1",b1,+79120000001,100.00,A1B2C3,1523.40
+1234567891,"ул. Пушкинская, 10, кв. 2",b1,+79120000002,0,D4E5F6,812.15
+1234567892,"ул. Пушкинская, 10, кв. 3",b1,+79120000003,-250.50,G7H8I9,640.00
+0012345678,"ул. Ленина, 5, кв. 7",b2,+79120000004,0,J1K2L3,2210.90
+"""
+METERS = """account,meter,service,zone,digits,verified_until,last_value,last_date
+1234567890,517480,electricity,day,6.1,2031-12-31,12000,2026-10-20
+1234567890,517480,electricity,night,6.1,2031-12-31,6500,2026-10-20
+1234567891,611002,electricity,single,5.1,2030-06-30,4521,2026-10-19
+1234567892,700301,hot_water,kitchen,5.3,2029-03-31,120.5,2026-10-21
+1234567892,700302,hot_water,bath,5.3,2029-03-31,98.25,2026-10-21
+0012345678,812000,electricity,single,6.1,2032-01-31,999950,2026-10-18
+0012345678,812001,hot_water,single,5.3,2026-11-01,310,2026-10-18
+"""
+TARIFFS = """service,zone,price,valid_from
+electricity,single,5.82,2026-01-01
+electricity,single,6.43,2026-07-01
+electricity,day,6.12,2026-01-01
+electricity,day,6.80,2026-07-01
+electricity,night,3.10,2026-01-01
+electricity,night,3.45,2026-07-01
+hot_water,single,245.10,2026-07-01
+"""
+# 2026-11-20 12:00 Moscow time.
+START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+class Clock:
+    """A clock tests move by hand."""
+
+    def __init__(self, now: datetime = START) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+def _backends() -> list[object]:
+    return ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str | None]:
+    """A throw-away PostgreSQL database for this test run, dropped at the end."""
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        yield None
+        return
+    import asyncpg
+
+    url = make_url(base)
+    name = f"gw_test_{uuid.uuid4().hex[:12]}"
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=_backends())
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_database: str | None
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+        return
+    if postgres_database is None:
+        pytest.skip(f"{POSTGRES_ENV} is not set")
+    yield postgres_database
+    # Each test starts from empty tables in the run's database.
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def drop() -> None:
+        engine = create_async_engine(postgres_database)
+        async with engine.begin() as conn:
+            await conn.run_sync(tables.metadata.drop_all)
+        await engine.dispose()
+
+    asyncio.run(drop())
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings.from_mapping(
+        {
+            "database_url": database_url,
+            "twilio_auth_token": "test-auth-token",
+            "public_url": "https://gateway.example.org",
+        }
+    )
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@dataclass
+class Registry:
+    accounts: str = ACCOUNTS
+    meters: str = METERS
+    tariffs: str = TARIFFS
+
+
+async def load_registry(gw: Gateway, folder: Path, registry: Registry | None = None) -> None:
+    registry = registry or Registry()
+    for kind in ("accounts", "meters", "tariffs"):
+        path = folder / f"{kind}.csv"
+        path.write_text(getattr(registry, kind), encoding="utf-8")
+        report = await import_file(gw.db, kind, path)
+        assert report.errors == []
+
+
+@pytest.fixture
+async def gw(settings: Settings, clock: Clock, tmp_path: Path) -> AsyncIterator[Gateway]:
+    """A wired gateway on the test database, with the standard registry loaded."""
+    async with gateway(settings, clock) as wired:
+        await load_registry(wired, tmp_path)
+        yield wired
+
+
+def with_settings(settings: Settings, **changes: object) -> Settings:
+    return replace(settings, **changes)  # type: ignore[arg-type]

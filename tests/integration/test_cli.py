@@ -1,0 +1,125 @@
+"""The ``gateway`` command as users and scripts run it (a real process, a real SQLite file)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ACCOUNTS, METERS, TARIFFS
+
+
+def run(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    for kind, text in (("accounts", ACCOUNTS), ("meters", METERS), ("tariffs", TARIFFS)):
+        (tmp_path / f"{kind}.csv").write_text(text, encoding="utf-8")
+    return {
+        **os.environ,
+        "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
+        "GATEWAY_CONFIG": str(Path(__file__).parents[2] / "config" / "gateway.toml"),
+        "GATEWAY_LOG_FORMAT": "json",
+    }
+
+
+def test_import_prints_a_summary_and_exits_zero(env: dict[str, str], tmp_path: Path) -> None:
+    files = [f"--{k}={tmp_path / f'{k}.csv'}" for k in ("accounts", "meters", "tariffs")]
+
+    result = run(["import", *files], env)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"accounts: 4 added, 0 updated, 0 unchanged, 0 rejected ({tmp_path / 'accounts.csv'})",
+        f"meters: 7 added, 0 updated, 0 unchanged, 0 rejected ({tmp_path / 'meters.csv'})",
+        f"tariffs: 7 added, 0 updated, 0 unchanged, 0 rejected ({tmp_path / 'tariffs.csv'})",
+    ]
+
+
+def test_import_with_a_bad_row_exits_one_and_names_the_line(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text(ACCOUNTS + "4444444444,x,b,,lots,,\n", encoding="utf-8")
+
+    result = run(["import", f"--accounts={bad}"], env)
+
+    assert result.returncode == 1
+    assert f"{bad}:6: debt is not a number: 'lots'" in result.stderr
+    assert "accounts: 4 added" in result.stdout
+
+
+def test_sms_json_reads_stdin_in_order_one_outcome_per_line(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    files = [f"--{k}={tmp_path / f'{k}.csv'}" for k in ("accounts", "meters", "tariffs")]
+    assert run(["import", *files], env).returncode == 0
+
+    result = run(["sms", "--json"], env, stdin="1234567891 4600\n1234567891 4600\nпривет\n")
+
+    assert result.returncode == 0, result.stderr
+    outcomes = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [o["status"] for o in outcomes] == ["accepted", "duplicate", "rejected"]
+    assert outcomes[0]["readings"] == [
+        {
+            "meter": "611002",
+            "service": "electricity",
+            "zone": "single",
+            "value": "4600",
+            "previous": "4521",
+            "consumption": "79",
+        }
+    ]
+    # 79 × 6.43 = 507.97
+    assert outcomes[0]["charge"]["total"] == "507.97"
+    assert outcomes[2]["error"]["code"] == "unparseable"
+    # Logs are JSON events on standard error, never mixed into the outcomes.
+    events = [json.loads(line)["event"] for line in result.stderr.splitlines()]
+    assert events.count("message_handled") == 3
+
+
+def test_sms_text_argument_prints_the_reply(env: dict[str, str], tmp_path: Path) -> None:
+    files = [f"--{k}={tmp_path / f'{k}.csv'}" for k in ("accounts", "meters", "tariffs")]
+    assert run(["import", *files], env).returncode == 0
+
+    result = run(["sms", "--from", "+79120000002", "1234567891 4600"], env)
+
+    assert result.stdout == "Принято, ЛС 1234567891: ЭЭ 4600. Предварительно к оплате 507,97 ₽.\n"
+    assert "+79120000002" not in result.stderr
+    assert "+7912***0002" in result.stderr
+
+
+def test_readings_json_lists_the_account_history(env: dict[str, str], tmp_path: Path) -> None:
+    files = [f"--{k}={tmp_path / f'{k}.csv'}" for k in ("accounts", "meters", "tariffs")]
+    assert run(["import", *files], env).returncode == 0
+    run(["sms", "1234567890 12345 6789"], env)
+
+    result = run(["readings", "1234567890", "--json"], env)
+
+    history = json.loads(result.stdout)
+    assert history["account"] == "1234567890"
+    assert [(r["zone"], r["value"], r["consumption"]) for r in history["readings"]] == [
+        ("day", "12345", "345"),
+        ("night", "6789", "289"),
+    ]
+
+
+def test_readings_of_an_unknown_account_exits_one(env: dict[str, str]) -> None:
+    result = run(["readings", "0000000000"], env)
+
+    assert result.returncode == 1
+    assert "unknown account 0000000000" in result.stderr
