@@ -30,6 +30,8 @@ def mask_sender(sender: str) -> str:
         return f"{local[:1]}***@{domain}"
     if len(sender) <= 6:
         return "***"
+    if len(sender) < 10:  # short ids (Telegram users): reveal at most four characters
+        return f"{sender[:2]}***{sender[-2:]}"
     return f"{sender[:5]}***{sender[-4:]}"
 
 

@@ -53,6 +53,7 @@ class Settings:
             value = getattr(self, f.name)
             out[f.name] = "***" if f.name in SECRET_FIELDS and value else value
         out["database_url"] = _mask_url(self.database_url)
+        out["billing_url"] = _mask_url(self.billing_url)
         return out
 
     def __repr__(self) -> str:
@@ -78,7 +79,7 @@ class Settings:
                 f"GATEWAY_MAX_JUMP_{service.name}", toml.get("max_jump", {}).get(service.value)
             )
             if raw is not None:
-                jump[service] = Decimal(str(raw))
+                jump[service] = _jump(service, raw)
         settings = cls(**values, max_jump=jump)
         try:
             settings.zone  # noqa: B018 - validates the time zone name early
@@ -105,6 +106,16 @@ def _coerce(name: str, kind: Any, raw: Any) -> Any:
         return str(raw)
     except (TypeError, ValueError) as exc:
         raise SettingsError(f"setting {name}: cannot use {raw!r}") from exc
+
+
+def _jump(service: Service, raw: Any) -> Decimal:
+    try:
+        value = Decimal(str(raw))
+    except ArithmeticError:
+        value = Decimal("NaN")
+    if not value.is_finite() or value < 0:
+        raise SettingsError(f"max_jump {service.value}: not a non-negative number: {raw!r}")
+    return value
 
 
 def _mask_url(url: str) -> str:
