@@ -1,0 +1,247 @@
+"""gateway.settings.Settings.from_mapping: defaults, TOML, GATEWAY_* env, masking (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+
+import pytest
+
+from gateway.domain.model import Service
+from gateway.settings import Settings, SettingsError
+
+D = Decimal
+DB_URL = "postgresql+asyncpg://gateway:s3cr3t-pw@db.example:5432/gateway"
+TOKEN = "twilio-tok-0123456789abcdef"
+
+
+def test_empty_mappings_give_the_documented_defaults() -> None:
+    s = Settings.from_mapping({}, {})
+    assert (
+        s.database_url,
+        s.host,
+        s.port,
+        s.public_url,
+        s.twilio_auth_token,
+        s.billing_url,
+        s.timezone,
+        s.log_format,
+        s.log_level,
+        s.rate_limit_per_minute,
+        s.max_body_bytes,
+    ) == (
+        "sqlite+aiosqlite:///var/gateway.db",
+        "127.0.0.1",
+        8080,
+        "http://127.0.0.1:8080",
+        "",
+        "",
+        "Europe/Moscow",
+        "auto",
+        "info",
+        10,
+        65536,
+    )
+    assert s.max_jump == {
+        Service.ELECTRICITY: D(1000),
+        Service.HOT_WATER: D(30),
+        Service.COLD_WATER: D(30),
+    }
+
+
+def test_env_may_be_omitted() -> None:
+    assert Settings.from_mapping({}) == Settings()
+
+
+def test_toml_values_are_used() -> None:
+    s = Settings.from_mapping(
+        {"host": "0.0.0.0", "port": 9000, "timezone": "Asia/Yekaterinburg", "log_level": "debug"},
+        {},
+    )
+    assert (s.host, s.port, s.timezone, s.log_level) == (
+        "0.0.0.0",
+        9000,
+        "Asia/Yekaterinburg",
+        "debug",
+    )
+
+
+def test_gateway_env_wins_over_toml() -> None:
+    s = Settings.from_mapping(
+        {"port": 9000, "billing_url": "http://toml.example"},
+        {"GATEWAY_PORT": "9100", "GATEWAY_BILLING_URL": "http://env.example"},
+    )
+    assert (s.port, s.billing_url) == (9100, "http://env.example")
+
+
+def test_toml_value_stays_when_env_does_not_set_it() -> None:
+    s = Settings.from_mapping({"port": 9000}, {"GATEWAY_HOST": "0.0.0.0"})
+    assert (s.host, s.port) == ("0.0.0.0", 9000)
+
+
+def test_env_without_gateway_prefix_is_ignored() -> None:
+    s = Settings.from_mapping({}, {"PORT": "1", "HOST": "x", "gateway_port": "2"})
+    assert (s.host, s.port) == ("127.0.0.1", 8080)
+
+
+def test_max_jump_from_toml_table() -> None:
+    s = Settings.from_mapping({"max_jump": {"electricity": 1500, "hot_water": "25.5"}}, {})
+    assert s.max_jump == {
+        Service.ELECTRICITY: D(1500),
+        Service.HOT_WATER: D("25.5"),
+        Service.COLD_WATER: D(30),
+    }
+
+
+def test_gateway_max_jump_electricity_env_wins_over_toml() -> None:
+    s = Settings.from_mapping(
+        {"max_jump": {"electricity": 1500}}, {"GATEWAY_MAX_JUMP_ELECTRICITY": "2000.5"}
+    )
+    assert s.max_jump[Service.ELECTRICITY] == D("2000.5")
+
+
+@pytest.mark.parametrize(
+    ("variable", "service"),
+    [
+        ("GATEWAY_MAX_JUMP_ELECTRICITY", Service.ELECTRICITY),
+        ("GATEWAY_MAX_JUMP_HOT_WATER", Service.HOT_WATER),
+        ("GATEWAY_MAX_JUMP_COLD_WATER", Service.COLD_WATER),
+    ],
+)
+def test_max_jump_env_variable_per_service(variable: str, service: Service) -> None:
+    s = Settings.from_mapping({}, {variable: "42"})
+    assert s.max_jump[service] == D(42)
+    assert all(v == Settings().max_jump[k] for k, v in s.max_jump.items() if k is not service)
+
+
+def test_max_jump_values_are_decimals() -> None:
+    s = Settings.from_mapping({"max_jump": {"hot_water": 25.5}}, {})
+    assert s.max_jump[Service.HOT_WATER] == D("25.5")
+    assert isinstance(s.max_jump[Service.HOT_WATER], Decimal)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "value"),
+    [
+        ("PORT", "9000", 9000),
+        ("RATE_LIMIT_PER_MINUTE", "3", 3),
+        ("MAX_BODY_BYTES", " 1024 ", 1024),
+    ],
+)
+def test_int_settings_are_coerced_from_env_strings(name: str, raw: str, value: int) -> None:
+    s = Settings.from_mapping({}, {f"GATEWAY_{name}": raw})
+    result = getattr(s, name.lower())
+    assert result == value
+    assert type(result) is int
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [("PORT", "eighty"), ("PORT", ""), ("PORT", "8080.5"), ("RATE_LIMIT_PER_MINUTE", "ten")],
+)
+def test_bad_int_raises_settings_error_naming_the_setting(name: str, raw: str) -> None:
+    with pytest.raises(SettingsError, match=name.lower()):
+        Settings.from_mapping({}, {f"GATEWAY_{name}": raw})
+
+
+def test_bad_int_in_toml_raises_settings_error() -> None:
+    with pytest.raises(SettingsError, match="port"):
+        Settings.from_mapping({"port": "eighty"}, {})
+
+
+def test_bad_max_jump_raises_settings_error() -> None:
+    """A max jump that is not a number is a setting error, like a bad int."""
+    with pytest.raises(SettingsError):
+        Settings.from_mapping({}, {"GATEWAY_MAX_JUMP_ELECTRICITY": "a lot"})
+
+
+def test_settings_error_is_a_value_error() -> None:
+    assert issubclass(SettingsError, ValueError)
+
+
+@pytest.mark.parametrize("zone", ["Europe/Nowhere", "", "MSK+3", "../etc/passwd"])
+def test_unknown_time_zone_raises_settings_error(zone: str) -> None:
+    with pytest.raises(SettingsError, match="unknown time zone"):
+        Settings.from_mapping({"timezone": zone}, {})
+
+
+def test_unknown_time_zone_from_env_raises_settings_error() -> None:
+    with pytest.raises(SettingsError, match="Mars/Olympus"):
+        Settings.from_mapping({}, {"GATEWAY_TIMEZONE": "Mars/Olympus"})
+
+
+def test_zone_is_the_zoneinfo_of_the_timezone() -> None:
+    assert Settings.from_mapping({"timezone": "Asia/Vladivostok"}).zone.key == "Asia/Vladivostok"
+
+
+# --- secrets --------------------------------------------------------------------------------
+
+
+def _secret_settings() -> Settings:
+    return Settings.from_mapping({"database_url": DB_URL}, {"GATEWAY_TWILIO_AUTH_TOKEN": TOKEN})
+
+
+def test_masked_hides_the_twilio_auth_token() -> None:
+    assert _secret_settings().masked()["twilio_auth_token"] == "***"
+
+
+def test_masked_shows_an_empty_token_as_empty() -> None:
+    assert Settings().masked()["twilio_auth_token"] == ""
+
+
+def test_masked_hides_the_database_password_but_keeps_user_and_host() -> None:
+    masked = _secret_settings().masked()["database_url"]
+    assert masked == "postgresql+asyncpg://gateway:***@db.example:5432/gateway"
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("sqlite+aiosqlite:///var/gateway.db", "sqlite+aiosqlite:///var/gateway.db"),
+        ("postgresql://gw:p@ss@db/gw", "postgresql://gw:***@db/gw"),
+        ("postgresql://gw@db/gw", "postgresql://gw@db/gw"),
+        ("postgresql://gw:pw@db/gw", "postgresql://gw:***@db/gw"),
+    ],
+)
+def test_masked_database_url(url: str, masked: str) -> None:
+    assert Settings(database_url=url).masked()["database_url"] == masked
+
+
+def test_masked_keeps_the_real_values_in_the_settings() -> None:
+    s = _secret_settings()
+    s.masked()
+    assert (s.twilio_auth_token, s.database_url) == (TOKEN, DB_URL)
+
+
+def test_masked_lists_every_setting() -> None:
+    assert set(Settings().masked()) == {
+        "database_url",
+        "host",
+        "port",
+        "public_url",
+        "twilio_auth_token",
+        "billing_url",
+        "timezone",
+        "log_format",
+        "log_level",
+        "rate_limit_per_minute",
+        "max_body_bytes",
+        "max_jump",
+    }
+
+
+@pytest.mark.parametrize("render", [repr, str])
+def test_repr_and_str_do_not_contain_secrets(render: Callable[[object], str]) -> None:
+    text = render(_secret_settings())
+    assert TOKEN not in text
+    assert "s3cr3t-pw" not in text
+    assert "gateway:***@db.example" in text
+
+
+def test_masked_hides_a_password_in_the_billing_url() -> None:
+    """GATEWAY_BILLING_URL with basic-auth credentials must not leak into logs."""
+    s = Settings.from_mapping(
+        {}, {"GATEWAY_BILLING_URL": "https://bridge:b1ll-pw@billing.example/api"}
+    )
+    assert s.masked()["billing_url"] == "https://bridge:***@billing.example/api"
+    assert "b1ll-pw" not in repr(s)
