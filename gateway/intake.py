@@ -9,14 +9,14 @@ import structlog
 
 from billing_bridge.charge import preliminary_charge
 from gateway import replies
-from gateway.domain import rules
+from gateway.domain import matching, rules
 from gateway.domain.errors import ErrorCode
 from gateway.domain.model import Account, InboundMessage
 from gateway.domain.outcome import Outcome, OutcomeError, ReadingLine, Status
 from gateway.settings import Settings
 from gateway.storage import Database, UnitOfWork
 from gateway.storage.database import NewReading
-from parsers import ParseError, parse_submission
+from parsers import HELP_TEXT, Command, ParseError, parse_message
 
 log = structlog.get_logger("gateway.intake")
 
@@ -100,16 +100,18 @@ class Intake:
         return recent >= self._settings.rate_limit_per_minute
 
     async def _evaluate(self, uow: UnitOfWork, message_id: int, message: InboundMessage) -> Outcome:
-        try:
-            submission = parse_submission(message.text)
-        except ParseError as err:
-            return _rejected(None, ErrorCode(err.code), err.message)
-        account = await uow.load_account(submission.account, lock=True)
-        if account is None:
-            reply = replies.unknown_account(submission.account)
-            return _rejected(submission.account, ErrorCode.UNKNOWN_ACCOUNT, reply)
         today = message.received_at.astimezone(self._settings.zone).date()
-        pairs = rules.match_values(account.ordered_registers, submission.values)
+        try:
+            parsed = parse_message(message.text)
+        except ParseError as err:
+            return await self._unreadable(uow, message, err)
+        if isinstance(parsed, Command):
+            return await self._command(uow, parsed, today)
+        account = await uow.load_account(parsed.account, lock=True)
+        if account is None:
+            reply = replies.unknown_account(parsed.account)
+            return _rejected(parsed.account, ErrorCode.UNKNOWN_ACCOUNT, reply)
+        pairs = matching.assign(account, parsed.items)
         if isinstance(pairs, rules.Rejection):
             return _rejected(account.number, pairs.code, replies.rejected(account, pairs, today))
         if rules.is_duplicate(pairs):
@@ -127,6 +129,37 @@ class Intake:
             taken_on=today,
         )
         return await self._confirm(uow, account, result, today, Status.ACCEPTED)
+
+    async def _unreadable(
+        self, uow: UnitOfWork, message: InboundMessage, err: ParseError
+    ) -> Outcome:
+        """Text that is not readings: the help once a day for chatter, else the problem and
+        the format of the sender's account when the text starts with a known account."""
+        if err.code == ErrorCode.NOT_READINGS:
+            since = message.received_at - timedelta(days=1)
+            helped = await uow.count_recent(
+                message.channel, message.sender, since, error_code=ErrorCode.NOT_READINGS
+            )
+            reply = None if message.sender and helped else err.message
+            return _rejected(None, ErrorCode.NOT_READINGS, reply)
+        account = await uow.load_account(err.account) if err.account else None
+        if account is None:
+            return _rejected(err.account, ErrorCode.UNPARSEABLE, err.message)
+        problem = err.message.split(". ", 1)[0]
+        return _rejected(
+            account.number, ErrorCode.UNPARSEABLE, replies.unparseable(account, problem)
+        )
+
+    async def _command(self, uow: UnitOfWork, command: Command, today: date) -> Outcome:
+        if command.kind == "help":
+            return Outcome(Status.ANSWERED, None, HELP_TEXT)
+        assert command.account is not None
+        account = await uow.load_account(command.account)
+        if account is None:
+            reply = replies.unknown_account(command.account)
+            return _rejected(command.account, ErrorCode.UNKNOWN_ACCOUNT, reply)
+        reply = replies.last_readings(account, await uow.load_tariffs(), today)
+        return Outcome(Status.ANSWERED, account.number, reply)
 
     async def _confirm(
         self,

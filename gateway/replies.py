@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 
+from billing_bridge.charge import tariff_in_force
 from gateway.domain.errors import ErrorCode
-from gateway.domain.model import Account, Service, Zone
+from gateway.domain.model import Account, Service, Tariff, Zone
 from gateway.domain.outcome import Charge, ReadingLine
 from gateway.domain.rules import Rejection
 
@@ -58,6 +59,12 @@ def rejected(account: Account, rejection: Rejection, today: date) -> str:
         names = ", ".join(register_label(r.service, r.zone) for r in account.ordered_registers)
         count = len(account.registers)
         return f"{head} нужно {count} {_plural(count)} ({names}), напр. {account_format(account)}"
+    if code is ErrorCode.UNKNOWN_METER:
+        return f"{head} нет счётчика «{_short(rejection.detail)}». {_format_for(account)}"
+    if code is ErrorCode.AMBIGUOUS_LABEL:
+        return f"{head} неясно, к какому счётчику «{_short(rejection.detail)}». " + _format_for(
+            account
+        )
     register, value = rejection.register, rejection.value
     assert register is not None and value is not None
     label = register_label(register.service, register.zone)
@@ -86,6 +93,49 @@ def rejected(account: Account, rejection: Rejection, today: date) -> str:
             "Проверьте показание или обратитесь к поставщику."
         )
     raise ValueError(f"no reply text for {code}")
+
+
+def unparseable(account: Account, problem: str) -> str:
+    """A parse error for a known account: the problem and this account's own format."""
+    return f"ЛС {account.number}: {problem[0].lower()}{problem[1:]}. {_format_for(account)}"
+
+
+def _format_for(account: Account) -> str:
+    names = " ".join(register_label(r.service, r.zone) for r in account.ordered_registers)
+    return f"Формат: {account_format(account)} ({names})"
+
+
+def _short(text: str | None, limit: int = 15) -> str:
+    text = text or ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def last_readings(account: Account, tariffs: Sequence[Tariff], today: date) -> str:
+    """The answer to ``ПОСЛЕДНИЕ``: each register's last reading and date, and the tariffs
+    in force today (one price when all registers share it)."""
+    parts = []
+    prices: dict[str, Decimal] = {}
+    for register in account.ordered_registers:
+        label = register_label(register.service, register.zone)
+        previous = register.previous
+        if previous is None:
+            parts.append(f"{label} —")
+        else:
+            parts.append(f"{label} {number(previous.value)} ({previous.taken_on:%d.%m.%y})")
+        tariff = tariff_in_force(tariffs, register.service, register.zone, today)
+        if tariff is not None:
+            prices[label] = tariff.price
+    text = f"ЛС {account.number}: {', '.join(parts)}."
+    if len(set(prices.values())) == 1:
+        text += f" Тариф {money(next(iter(prices.values())))}."
+    elif prices:
+        listed = ", ".join(f"{label} {_price(p)}" for label, p in prices.items())
+        text += f" Тарифы ₽: {listed}."
+    return text
+
+
+def _price(value: Decimal) -> str:
+    return f"{value:.2f}".replace(".", ",")
 
 
 def unknown_account(number_: str) -> str:

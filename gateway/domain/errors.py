@@ -16,6 +16,9 @@ class ErrorCode(StrEnum):
     OUTSIDE_WINDOW = "outside_window"
     NOT_AUTHORIZED = "not_authorized"
     RATE_LIMITED = "rate_limited"
+    UNKNOWN_METER = "unknown_meter"
+    AMBIGUOUS_LABEL = "ambiguous_label"
+    NOT_READINGS = "not_readings"
     INTERNAL = "internal"
 
 

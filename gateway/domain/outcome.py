@@ -13,6 +13,8 @@ class Status(StrEnum):
     REJECTED = "rejected"
     DUPLICATE = "duplicate"
     HELD = "held"
+    # A command (ПОМОЩЬ, ПОСЛЕДНИЕ) was answered; no readings were involved.
+    ANSWERED = "answered"
 
 
 @dataclass(frozen=True, slots=True)

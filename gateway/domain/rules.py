@@ -23,6 +23,8 @@ class Rejection:
     register: Register | None = None
     value: Decimal | None = None
     limit: Decimal | None = None
+    # What the sender wrote that could not be matched (a label, a meter serial).
+    detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

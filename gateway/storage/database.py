@@ -157,14 +157,18 @@ class UnitOfWork:
             return None
         return StoredMessage(row.id, row.status, json.loads(row.outcome))
 
-    async def count_recent(self, channel: str, sender: str, since: datetime) -> int:
-        count = await self.conn.scalar(
-            select(func.count()).where(
-                t.messages.c.channel == channel,
-                t.messages.c.sender == sender,
-                t.messages.c.received_at > since,
-            )
+    async def count_recent(
+        self, channel: str, sender: str, since: datetime, error_code: str | None = None
+    ) -> int:
+        """Messages from ``sender`` after ``since`` (with that error code, when given)."""
+        query = select(func.count()).where(
+            t.messages.c.channel == channel,
+            t.messages.c.sender == sender,
+            t.messages.c.received_at > since,
         )
+        if error_code is not None:
+            query = query.where(t.messages.c.error_code == error_code)
+        count = await self.conn.scalar(query)
         return int(count or 0)
 
     async def record_message(

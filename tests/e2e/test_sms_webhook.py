@@ -100,9 +100,14 @@ async def test_accepted_sms_gets_twiml_with_the_preliminary_charge(server: Serve
     ("body", "expected"),
     [
         (
-            "привет",
-            "Не удалось прочитать показания. Формат: ЛС показание, "
+            "абв 12",
+            "Непонятное слово «абв». Формат: ЛС показание, "
             "напр. 1234567890 12345 или 1234567890 12345 6789 (день ночь)",
+        ),
+        (
+            "привет",
+            "Показания: ЛС и значения через пробел, напр. 1234567890 12345 6789 (день ночь) "
+            "или Д12345 Н6789. Последние: 1234567890 ?",
         ),
         (
             "9999999999 100",
@@ -135,6 +140,7 @@ async def test_accepted_sms_gets_twiml_with_the_preliminary_charge(server: Serve
     ],
     ids=[
         "unparseable",
+        "not_readings",
         "unknown_account",
         "value_count",
         "too_many_digits",
@@ -215,7 +221,7 @@ async def test_eleventh_sms_in_a_minute_gets_no_reply_but_is_recorded(
 ) -> None:
     replies = []
     for _ in range(11):
-        status, body = await server.post("привет", sender="+79995550000")
+        status, body = await server.post("абв 12", sender="+79995550000")
         assert status == 200
         replies.append(sms_reply(body))
         clock.advance(seconds=2)

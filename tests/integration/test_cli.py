@@ -86,7 +86,7 @@ def test_sms_json_reads_stdin_in_order_one_outcome_per_line(
     ]
     # 79 × 6.43 = 507.97
     assert outcomes[0]["charge"]["total"] == "507.97"
-    assert outcomes[2]["error"]["code"] == "unparseable"
+    assert outcomes[2]["error"]["code"] == "not_readings"
     # Logs are JSON events on standard error, never mixed into the outcomes.
     events = [json.loads(line)["event"] for line in result.stderr.splitlines()]
     assert events.count("message_handled") == 3
