@@ -38,15 +38,6 @@ class Checked:
     rolled_over: bool = False
 
 
-def match_values(
-    registers: Sequence[Register], values: Sequence[Decimal]
-) -> list[tuple[Register, Decimal]] | Rejection:
-    """Pair values with registers positionally (``registers`` already in message order)."""
-    if len(values) != len(registers):
-        return Rejection(ErrorCode.VALUE_COUNT, limit=Decimal(len(registers)))
-    return list(zip(registers, values, strict=True))
-
-
 def is_duplicate(pairs: Sequence[tuple[Register, Decimal]]) -> bool:
     """Every value equals the latest reading this gateway accepted for its register."""
     return all(

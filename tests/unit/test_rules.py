@@ -17,7 +17,6 @@ from gateway.domain.rules import (
     Rejection,
     check,
     is_duplicate,
-    match_values,
     repeat_of_previous,
 )
 
@@ -155,21 +154,6 @@ def test_capacity_rollover_is_ten_to_the_integer_digits(capacity: str, rollover:
 )
 def test_capacity_fits(capacity: str, value: str, fits: bool) -> None:
     assert Capacity.parse(capacity).fits(D(value)) is fits
-
-
-# --- match_values -------------------------------------------------------------------------
-
-
-def test_match_values_pairs_values_with_registers_in_order() -> None:
-    day, night = reg(id=1, zone=Zone.DAY), reg(id=2, zone=Zone.NIGHT)
-    assert match_values([day, night], [D(12345), D(6789)]) == [(day, D(12345)), (night, D(6789))]
-
-
-@pytest.mark.parametrize("count", [0, 1, 3])
-def test_match_values_rejects_a_wrong_count_with_the_expected_count(count: int) -> None:
-    registers = [reg(id=1, zone=Zone.DAY), reg(id=2, zone=Zone.NIGHT)]
-    result = match_values(registers, [D(1)] * count)
-    assert result == Rejection(ErrorCode.VALUE_COUNT, register=None, value=None, limit=D(2))
 
 
 # --- check: each rule ----------------------------------------------------------------------
