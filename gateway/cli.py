@@ -109,9 +109,9 @@ async def _sms(gw: Gateway, args: argparse.Namespace) -> int:
 
 
 async def _readings(gw: Gateway, args: argparse.Namespace) -> int:
-    async with gw.db.unit_of_work() as uow:
-        account = await uow.load_account(args.account)
-        rows = await uow.history(args.account)
+    account, rows = await gw.db.run(
+        lambda uow: (uow.load_account(args.account), uow.history(args.account))
+    )
     if account is None:
         print(f"gateway readings: unknown account {args.account}", file=sys.stderr)
         return 1

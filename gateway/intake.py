@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
 import structlog
+from sqlalchemy.exc import IntegrityError
 
 from billing_bridge.charge import preliminary_charge
 from gateway import replies
@@ -35,7 +37,21 @@ def mask_sender(sender: str) -> str:
     return f"{sender[:5]}***{sender[-4:]}"
 
 
+@dataclass
+class _Decision:
+    """What handling a message decided: its outcome, and the readings to store with it."""
+
+    outcome: Outcome
+    readings: list[NewReading] = field(default_factory=list)
+    taken_on: date | None = None
+
+
 class Intake:
+    """Record, parse, match, validate, store and charge one message, in one transaction.
+
+    The transaction logic is synchronous (see :class:`gateway.storage.Database`); only the
+    hop into it is awaited."""
+
     def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
         self._db = db
         self._settings = settings
@@ -44,22 +60,20 @@ class Intake:
     async def __call__(self, message: InboundMessage) -> Outcome:
         """Handle one message; it is stored with its outcome before this returns."""
         try:
-            async with self._db.unit_of_work() as uow:
-                outcome = await self._handle(uow, message)
+            try:
+                outcome = await self._db.run(lambda uow: self._handle(uow, message))
+            except IntegrityError:
+                # A concurrent delivery of the same external id committed first: this
+                # attempt now finds it and answers exactly as that one did.
+                outcome = await self._db.run(lambda uow: self._handle(uow, message))
         except Exception:
             log.exception(
                 "message_failed", channel=message.channel, sender=mask_sender(message.sender)
             )
             outcome = _rejected(None, ErrorCode.INTERNAL, replies.INTERNAL_ERROR)
-            async with self._db.unit_of_work() as uow:
-                message_id = await uow.record_message(
-                    channel=message.channel,
-                    external_id=None,
-                    sender=message.sender,
-                    text=message.text,
-                    received_at=message.received_at,
-                )
-                await uow.set_outcome(message_id, outcome)
+            # Recorded without the external id, so the provider's retry is handled afresh.
+            failed = replace(message, external_id=None)
+            await self._db.run(lambda uow: uow.record_message(failed, outcome))
         log.info(
             "message_handled",
             channel=message.channel,
@@ -71,97 +85,86 @@ class Intake:
         )
         return outcome
 
-    async def _handle(self, uow: UnitOfWork, message: InboundMessage) -> Outcome:
+    def _handle(self, uow: UnitOfWork, message: InboundMessage) -> Outcome:
         if message.external_id is not None:
-            stored = await uow.find_message(message.channel, message.external_id)
-            if stored is not None and stored.status != "received":
+            stored = uow.find_message(message.channel, message.external_id)
+            if stored is not None:
                 return Outcome.from_json(stored.outcome)
-        if message.sender and self._is_rate_limited(
-            await uow.count_recent(
-                message.channel, message.sender, message.received_at - timedelta(minutes=1)
-            )
-        ):
-            outcome = _rejected(None, ErrorCode.RATE_LIMITED, None)
+        if message.sender and self._is_rate_limited(uow, message):
+            decision = _Decision(_rejected(None, ErrorCode.RATE_LIMITED, None))
         else:
-            outcome = None
-        message_id = await uow.record_message(
-            channel=message.channel,
-            external_id=message.external_id,
-            sender=message.sender,
-            text=message.text,
-            received_at=message.received_at,
-        )
-        if outcome is None:
-            outcome = await self._evaluate(uow, message_id, message)
-        await uow.set_outcome(message_id, outcome)
-        return outcome
+            decision = self._evaluate(uow, message)
+        message_id = uow.record_message(message, decision.outcome)
+        if decision.readings:
+            assert decision.taken_on is not None
+            uow.add_readings(message_id, decision.readings, message.received_at, decision.taken_on)
+        return decision.outcome
 
-    def _is_rate_limited(self, recent: int) -> bool:
+    def _is_rate_limited(self, uow: UnitOfWork, message: InboundMessage) -> bool:
+        since = message.received_at - timedelta(minutes=1)
+        recent = uow.count_recent(message.channel, message.sender, since)
         return recent >= self._settings.rate_limit_per_minute
 
-    async def _evaluate(self, uow: UnitOfWork, message_id: int, message: InboundMessage) -> Outcome:
+    def _evaluate(self, uow: UnitOfWork, message: InboundMessage) -> _Decision:
         today = message.received_at.astimezone(self._settings.zone).date()
         try:
             parsed = parse_message(message.text)
         except ParseError as err:
-            return await self._unreadable(uow, message, err)
+            return _Decision(self._unreadable(uow, message, err))
         if isinstance(parsed, Command):
-            return await self._command(uow, parsed, today)
-        account = await uow.load_account(parsed.account, lock=True)
+            return _Decision(self._command(uow, parsed, today))
+        account = uow.load_account(parsed.account, lock=True)
         if account is None:
             reply = replies.unknown_account(parsed.account)
-            return _rejected(parsed.account, ErrorCode.UNKNOWN_ACCOUNT, reply)
+            return _Decision(_rejected(parsed.account, ErrorCode.UNKNOWN_ACCOUNT, reply))
         pairs = matching.assign(account, parsed.items)
         if isinstance(pairs, rules.Rejection):
-            return _rejected(account.number, pairs.code, replies.rejected(account, pairs, today))
+            reply = replies.rejected(account, pairs, today)
+            return _Decision(_rejected(account.number, pairs.code, reply))
         if rules.is_duplicate(pairs):
             # The same confirmation as when these values were first accepted.
             repeated = [rules.repeat_of_previous(r) for r, _ in pairs]
             on = repeated_on(repeated, today)
-            return await self._confirm(uow, account, repeated, on, Status.DUPLICATE)
+            return _Decision(self._confirm(uow, account, repeated, on, Status.DUPLICATE))
         result = rules.check(pairs, today=today, max_jump=self._settings.max_jump)
         if isinstance(result, rules.Rejection):
-            return _rejected(account.number, result.code, replies.rejected(account, result, today))
-        await uow.add_readings(
-            message_id,
+            reply = replies.rejected(account, result, today)
+            return _Decision(_rejected(account.number, result.code, reply))
+        return _Decision(
+            self._confirm(uow, account, result, today, Status.ACCEPTED),
             [NewReading(c.register, c.value, c.previous, c.consumption) for c in result],
-            taken_at=message.received_at,
-            taken_on=today,
+            today,
         )
-        return await self._confirm(uow, account, result, today, Status.ACCEPTED)
 
-    async def _unreadable(
-        self, uow: UnitOfWork, message: InboundMessage, err: ParseError
-    ) -> Outcome:
+    def _unreadable(self, uow: UnitOfWork, message: InboundMessage, err: ParseError) -> Outcome:
         """Text that is not readings: the help once a day for chatter, else the problem and
         the format of the sender's account when the text starts with a known account."""
         if err.code == ErrorCode.NOT_READINGS:
             since = message.received_at - timedelta(days=1)
-            helped = await uow.count_recent(
+            helped = uow.count_recent(
                 message.channel, message.sender, since, error_code=ErrorCode.NOT_READINGS
             )
             reply = None if message.sender and helped else err.message
             return _rejected(None, ErrorCode.NOT_READINGS, reply)
-        account = await uow.load_account(err.account) if err.account else None
+        account = uow.load_account(err.account) if err.account else None
         if account is None:
             return _rejected(err.account, ErrorCode.UNPARSEABLE, err.message)
         problem = err.message.split(". ", 1)[0]
-        return _rejected(
-            account.number, ErrorCode.UNPARSEABLE, replies.unparseable(account, problem)
-        )
+        reply = replies.unparseable(account, problem)
+        return _rejected(account.number, ErrorCode.UNPARSEABLE, reply)
 
-    async def _command(self, uow: UnitOfWork, command: Command, today: date) -> Outcome:
+    def _command(self, uow: UnitOfWork, command: Command, today: date) -> Outcome:
         if command.kind == "help":
             return Outcome(Status.ANSWERED, None, HELP_TEXT)
         assert command.account is not None
-        account = await uow.load_account(command.account)
+        account = uow.load_account(command.account)
         if account is None:
             reply = replies.unknown_account(command.account)
             return _rejected(command.account, ErrorCode.UNKNOWN_ACCOUNT, reply)
-        reply = replies.last_readings(account, await uow.load_tariffs(), today)
+        reply = replies.last_readings(account, uow.load_tariffs(), today)
         return Outcome(Status.ANSWERED, account.number, reply)
 
-    async def _confirm(
+    def _confirm(
         self,
         uow: UnitOfWork,
         account: Account,
@@ -180,7 +183,7 @@ class Intake:
             )
             for c in checked
         )
-        charge = preliminary_charge(lines, await uow.load_tariffs(), account.debt, on)
+        charge = preliminary_charge(lines, uow.load_tariffs(), account.debt, on)
         return Outcome(
             status=status,
             account=account.number,

@@ -203,8 +203,8 @@ async def import_file(
         if kind == "meters":
             rows = await _drop_unknown_accounts(db, rows, report)
         if rows:
-            async with db.unit_of_work() as uow:
-                counts = await uow.upsert(table, key, [r for _, r in rows])
+            values = [r for _, r in rows]
+            counts = await db.run(lambda uow: uow.upsert(table, key, values))
             report.inserted += counts.inserted
             report.updated += counts.updated
             report.unchanged += counts.unchanged
@@ -237,8 +237,8 @@ async def import_file(
 async def _drop_unknown_accounts(
     db: Database, rows: list[tuple[int, dict[str, Any]]], report: FileReport
 ) -> list[tuple[int, dict[str, Any]]]:
-    async with db.unit_of_work() as uow:
-        known = await uow.existing_accounts(r["account"] for _, r in rows)
+    numbers = [r["account"] for _, r in rows]
+    known = await db.run(lambda uow: uow.existing_accounts(numbers))
     kept = []
     for line, row in rows:
         if row["account"] in known:

@@ -8,17 +8,19 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import Table, select
 from sqlalchemy.engine import make_url
 
 from gateway.bootstrap import Gateway, gateway
 from gateway.registry import import_file
 from gateway.settings import Settings
-from gateway.storage import tables
+from gateway.storage import Database, tables
 
 POSTGRES_ENV = "GATEWAY_TEST_POSTGRES_URL"
 
@@ -156,5 +158,13 @@ async def gw(settings: Settings, clock: Clock, tmp_path: Path) -> AsyncIterator[
         yield wired
 
 
-def with_settings(settings: Settings, **changes: object) -> Settings:
-    return replace(settings, **changes)  # type: ignore[arg-type]
+async def select_rows(db: Database, table: Table) -> list[dict[str, Any]]:
+    """Every row of ``table`` in id order (or key order), as plain dicts."""
+    order = table.c.id if "id" in table.c else next(iter(table.primary_key))
+    return await db.run(
+        lambda uow: [dict(r._mapping) for r in uow.conn.execute(select(table).order_by(order))]
+    )
+
+
+async def count_rows(db: Database, table: Table) -> int:
+    return len(await select_rows(db, table))

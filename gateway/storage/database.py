@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Table, and_, event, func, select, tuple_
-from sqlalchemy.engine import CursorResult, make_url
+from sqlalchemy import Table, and_, create_engine, event, func, select, tuple_
+from sqlalchemy.engine import Connection, CursorResult, Engine, make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from gateway.domain.errors import StorageUnavailable
 from gateway.domain.model import (
     Account,
     Capacity,
+    InboundMessage,
     PreviousReading,
     Register,
     Service,
@@ -67,45 +68,73 @@ class UpsertCounts:
     unchanged: int = 0
 
 
+T = TypeVar("T")
+Work = Callable[["UnitOfWork"], T]
+
+
+_INSERT_MESSAGE = t.messages.insert()
+
+
 class Database:
-    """Owns the engine. SQLite writers are serialised in-process and use
-    ``BEGIN IMMEDIATE`` so concurrent processes wait on ``busy_timeout`` instead of failing."""
+    """Owns the engine and runs units of work: each one a transaction, written as plain
+    synchronous SQLAlchemy code so both back ends share every query.
+
+    - SQLite: a synchronous engine driven by one dedicated thread. A whole unit of work is
+      one hop to that thread (not one per statement), and the single thread is the
+      writer lock; ``BEGIN IMMEDIATE`` and ``busy_timeout`` make other processes wait.
+    - PostgreSQL: the asyncpg engine; the unit of work runs through ``run_sync`` on the
+      event loop, and concurrent work on one account is ordered by row locks.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
+        parsed = make_url(url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self._sync_engine: Engine | None = None
+        self._async_engine: AsyncEngine | None = None
+        self._thread: ThreadPoolExecutor | None = None
         if self.is_sqlite:
-            database = make_url(url).database
+            database = parsed.database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: AsyncEngine = create_async_engine(url)
-            _sqlite_tuning(self.engine)
+            self._sync_engine = create_engine(parsed.set(drivername="sqlite+pysqlite"))
+            _sqlite_tuning(self._sync_engine)
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         else:
-            self.engine = create_async_engine(url, pool_size=10, max_overflow=10)
-        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+            self._async_engine = create_async_engine(url, pool_size=10, max_overflow=10)
 
-    async def create_schema(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(t.metadata.create_all)
-
-    async def dispose(self) -> None:
-        await self.engine.dispose()
-
-    @asynccontextmanager
-    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
-        """One transaction: committed when the block ends, rolled back on an exception."""
-        if self._write_lock is not None:
-            await self._write_lock.acquire()
+    async def run(self, work: Work[T]) -> T:
+        """Run ``work`` in one transaction: committed when it returns, rolled back if it
+        raises. Database outages surface as :class:`StorageUnavailable` (retryable)."""
         try:
-            async with self.engine.begin() as conn:
-                yield UnitOfWork(conn)
+            if self._thread is not None:
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(self._thread, self._run_sqlite, work)
+            assert self._async_engine is not None
+            async with self._async_engine.begin() as conn:
+                return await conn.run_sync(lambda sync: work(UnitOfWork(sync)))
         except (DBAPIError, OSError) as exc:
             if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not _is_busy(exc):
                 raise
             raise StorageUnavailable(str(exc)) from exc
-        finally:
-            if self._write_lock is not None:
-                self._write_lock.release()
+
+    def _run_sqlite(self, work: Work[T]) -> T:
+        assert self._sync_engine is not None
+        with self._sync_engine.begin() as conn:
+            return work(UnitOfWork(conn))
+
+    async def create_schema(self) -> None:
+        await self.run(lambda uow: t.metadata.create_all(uow.conn))
+
+    async def dispose(self) -> None:
+        if self._thread is not None:
+            assert self._sync_engine is not None
+            await asyncio.get_running_loop().run_in_executor(
+                self._thread, self._sync_engine.dispose
+            )
+            self._thread.shutdown(wait=True)
+        if self._async_engine is not None:
+            await self._async_engine.dispose()
 
 
 def _new_id(result: CursorResult[Any]) -> int:
@@ -118,8 +147,8 @@ def _is_busy(exc: DBAPIError) -> bool:
     return "database is locked" in str(exc.orig)
 
 
-def _sqlite_tuning(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _sqlite_tuning(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -132,7 +161,7 @@ def _sqlite_tuning(engine: AsyncEngine) -> None:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -140,14 +169,14 @@ def _sqlite_tuning(engine: AsyncEngine) -> None:
 class UnitOfWork:
     """The queries of one transaction."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     # ----- messages -------------------------------------------------------------------
 
-    async def find_message(self, channel: str, external_id: str) -> StoredMessage | None:
+    def find_message(self, channel: str, external_id: str) -> StoredMessage | None:
         row = (
-            await self.conn.execute(
+            self.conn.execute(
                 select(t.messages.c.id, t.messages.c.status, t.messages.c.outcome).where(
                     t.messages.c.channel == channel, t.messages.c.external_id == external_id
                 )
@@ -157,7 +186,7 @@ class UnitOfWork:
             return None
         return StoredMessage(row.id, row.status, json.loads(row.outcome))
 
-    async def count_recent(
+    def count_recent(
         self, channel: str, sender: str, since: datetime, error_code: str | None = None
     ) -> int:
         """Messages from ``sender`` after ``since`` (with that error code, when given)."""
@@ -168,47 +197,31 @@ class UnitOfWork:
         )
         if error_code is not None:
             query = query.where(t.messages.c.error_code == error_code)
-        count = await self.conn.scalar(query)
+        count = self.conn.scalar(query)
         return int(count or 0)
 
-    async def record_message(
-        self,
-        *,
-        channel: str,
-        external_id: str | None,
-        sender: str,
-        text: str,
-        received_at: datetime,
-    ) -> int:
-        result = await self.conn.execute(
-            t.messages.insert().values(
-                channel=channel,
-                external_id=external_id,
-                sender=sender,
-                text=text,
-                received_at=received_at,
-                status="received",
-                outcome="{}",
-            )
+    def record_message(self, message: InboundMessage, outcome: Outcome) -> int:
+        """The audit row: the message as received and what became of it."""
+        result = self.conn.execute(
+            _INSERT_MESSAGE,
+            {
+                "channel": message.channel,
+                "external_id": message.external_id,
+                "sender": message.sender,
+                "text": message.text,
+                "received_at": message.received_at,
+                "status": outcome.status.value,
+                "error_code": outcome.error.code if outcome.error else None,
+                "account": outcome.account,
+                "reply": outcome.reply,
+                "outcome": json.dumps(outcome.to_json(), ensure_ascii=False),
+            },
         )
         return _new_id(result)
 
-    async def set_outcome(self, message_id: int, outcome: Outcome) -> None:
-        await self.conn.execute(
-            t.messages.update()
-            .where(t.messages.c.id == message_id)
-            .values(
-                status=outcome.status.value,
-                error_code=outcome.error.code if outcome.error else None,
-                account=outcome.account,
-                reply=outcome.reply,
-                outcome=json.dumps(outcome.to_json(), ensure_ascii=False),
-            )
-        )
-
     # ----- registry reads ---------------------------------------------------------------
 
-    async def load_account(self, number: str, *, lock: bool = False) -> Account | None:
+    def load_account(self, number: str, *, lock: bool = False) -> Account | None:
         """The account with its registers and each register's previous accepted reading.
 
         ``lock`` takes a row lock on the account (PostgreSQL) so concurrent messages for
@@ -219,13 +232,11 @@ class UnitOfWork:
         )
         if lock:
             query = query.with_for_update()
-        account = (await self.conn.execute(query)).first()
+        account = (self.conn.execute(query)).first()
         if account is None:
             return None
-        rows = (
-            await self.conn.execute(select(t.registers).where(t.registers.c.account == number))
-        ).all()
-        latest = await self._latest_readings([r.id for r in rows])
+        rows = (self.conn.execute(select(t.registers).where(t.registers.c.account == number))).all()
+        latest = self._latest_readings([r.id for r in rows])
         registers = []
         for row in rows:
             ours = latest.get(row.id)
@@ -252,7 +263,7 @@ class UnitOfWork:
             )
         return Account(account.account, account.debt, tuple(registers))
 
-    async def _latest_readings(self, register_ids: Sequence[int]) -> dict[int, PreviousReading]:
+    def _latest_readings(self, register_ids: Sequence[int]) -> dict[int, PreviousReading]:
         if not register_ids:
             return {}
         newest = (
@@ -260,7 +271,7 @@ class UnitOfWork:
             .where(t.readings.c.register_id.in_(register_ids), t.readings.c.status == "accepted")
             .group_by(t.readings.c.register_id)
         )
-        rows = await self.conn.execute(
+        rows = self.conn.execute(
             select(
                 t.readings.c.register_id,
                 t.readings.c.value,
@@ -274,19 +285,19 @@ class UnitOfWork:
             for r in rows
         }
 
-    async def load_tariffs(self) -> list[Tariff]:
-        rows = await self.conn.execute(select(t.tariffs))
+    def load_tariffs(self) -> list[Tariff]:
+        rows = self.conn.execute(select(t.tariffs))
         return [Tariff(Service(r.service), Zone(r.zone), r.price, r.valid_from) for r in rows]
 
     # ----- readings and the outbox ------------------------------------------------------
 
-    async def add_readings(
+    def add_readings(
         self, message_id: int, items: Sequence[NewReading], taken_at: datetime, taken_on: date
     ) -> list[int]:
         """Store accepted readings and, in the same transaction, one outbox row each."""
         ids = []
         for item in items:
-            result = await self.conn.execute(
+            result = self.conn.execute(
                 t.readings.insert().values(
                     register_id=item.register.id,
                     message_id=message_id,
@@ -311,7 +322,7 @@ class UnitOfWork:
                 "consumption": format(item.consumption, "f"),
                 "taken_at": taken_at.isoformat(),
             }
-            await self.conn.execute(
+            self.conn.execute(
                 t.outbox.insert().values(
                     reading_id=reading_id,
                     idempotency_key=f"reading-{reading_id}",
@@ -323,7 +334,7 @@ class UnitOfWork:
             )
         return ids
 
-    async def history(self, account: str) -> list[HistoryRow]:
+    def history(self, account: str) -> list[HistoryRow]:
         query = (
             select(
                 t.registers.c.meter,
@@ -353,18 +364,18 @@ class UnitOfWork:
                 r.channel,
                 r.status,
             )
-            for r in await self.conn.execute(query)
+            for r in self.conn.execute(query)
         ]
 
-    async def outbox_counts(self) -> dict[str, int]:
-        rows = await self.conn.execute(
+    def outbox_counts(self) -> dict[str, int]:
+        rows = self.conn.execute(
             select(t.outbox.c.status, func.count()).group_by(t.outbox.c.status)
         )
         return {r[0]: int(r[1]) for r in rows}
 
     # ----- registry writes ----------------------------------------------------------------
 
-    async def upsert(
+    def upsert(
         self, table: Table, key: Sequence[str], rows: Sequence[Mapping[str, Any]]
     ) -> UpsertCounts:
         """Insert new rows, update changed ones, leave equal ones alone; by natural ``key``."""
@@ -376,9 +387,7 @@ class UnitOfWork:
         value_cols = list(rows[0].keys())
         existing = {
             tuple(r._mapping[k] for k in key): r._mapping
-            for r in await self.conn.execute(
-                select(*[table.c[c] for c in value_cols]).where(condition)
-            )
+            for r in self.conn.execute(select(*[table.c[c] for c in value_cols]).where(condition))
         }
         inserts, updates, unchanged = [], [], 0
         for row_key, row in zip(keys, rows, strict=True):
@@ -390,20 +399,20 @@ class UnitOfWork:
             else:
                 unchanged += 1
         if inserts:
-            await self.conn.execute(table.insert(), inserts)
+            self.conn.execute(table.insert(), inserts)
         for row_key, row in updates:
-            await self.conn.execute(
+            self.conn.execute(
                 table.update()
                 .where(and_(*(col == v for col, v in zip(cols, row_key, strict=True))))
                 .values({c: row[c] for c in value_cols if c not in key})
             )
         return UpsertCounts(len(inserts), len(updates), unchanged)
 
-    async def existing_accounts(self, numbers: Iterable[str]) -> set[str]:
+    def existing_accounts(self, numbers: Iterable[str]) -> set[str]:
         wanted = list(set(numbers))
         if not wanted:
             return set()
-        rows = await self.conn.execute(
+        rows = self.conn.execute(
             select(t.accounts.c.account).where(t.accounts.c.account.in_(wanted))
         )
         return {r[0] for r in rows}

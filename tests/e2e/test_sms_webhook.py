@@ -11,13 +11,12 @@ from xml.etree import ElementTree
 import aiohttp
 import pytest
 from aiohttp import web
-from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
 from gateway.bootstrap import Gateway, gateway
 from gateway.settings import Settings
 from gateway.storage import tables as t
-from tests.conftest import Clock, load_registry
+from tests.conftest import Clock, count_rows, load_registry, select_rows
 
 TOKEN = "test-auth-token"
 PUBLIC = "https://gateway.example.org"
@@ -55,8 +54,7 @@ class Server:
             return response.status, await response.text()
 
     async def count(self, table: t.Table) -> int:
-        async with self.gw.db.engine.connect() as conn:
-            return int(await conn.scalar(select(func.count()).select_from(table)) or 0)
+        return await count_rows(self.gw.db, table)
 
 
 async def _serve(settings: Settings, clock: Clock, folder: Path) -> AsyncIterator[Server]:
@@ -156,8 +154,8 @@ async def test_each_error_code_gets_its_reply_and_is_recorded(
 
     assert status == 200
     assert sms_reply(twiml) == expected
-    async with server.gw.db.engine.connect() as conn:
-        code = await conn.scalar(select(t.messages.c.error_code))
+    (message,) = await select_rows(server.gw.db, t.messages)
+    code = message["error_code"]
     assert code == request.node.callspec.id.split("-")[-1]
     assert await server.count(t.readings) == 0
 

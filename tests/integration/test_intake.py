@@ -8,13 +8,12 @@ from decimal import Decimal
 from itertools import count
 from pathlib import Path
 
-from sqlalchemy import func, select
-
 from gateway.bootstrap import Gateway
 from gateway.domain.model import InboundMessage
 from gateway.domain.outcome import Outcome
 from gateway.storage import tables as t
-from tests.conftest import METERS, Clock, Registry, load_registry
+from tests.conftest import METERS, Clock, Registry, load_registry, select_rows
+from tests.conftest import count_rows as count_table
 
 _ids = count()
 
@@ -27,14 +26,11 @@ async def send(
 
 
 async def rows(gw: Gateway, table: t.Table) -> list[dict[str, object]]:
-    async with gw.db.engine.connect() as conn:
-        result = await conn.execute(select(table).order_by(table.c.id))
-        return [dict(r._mapping) for r in result]
+    return await select_rows(gw.db, table)
 
 
 async def count_rows(gw: Gateway, table: t.Table) -> int:
-    async with gw.db.engine.connect() as conn:
-        return int(await conn.scalar(select(func.count()).select_from(table)) or 0)
+    return await count_table(gw.db, table)
 
 
 async def test_accepted_message_stores_readings_outbox_and_audit_row(gw: Gateway) -> None:
@@ -201,3 +197,17 @@ async def test_concurrent_messages_for_one_account_are_validated_one_after_anoth
     chain = [(r["previous"], r["value"]) for r in readings]
     assert len(readings) == len(accepted)
     assert all(prev == before for (prev, _), (_, before) in zip(chain[1:], chain, strict=False))
+
+
+async def test_concurrent_deliveries_of_one_external_id_answer_alike_and_store_once(
+    gw: Gateway,
+) -> None:
+    """Twilio retrying while the first attempt is still in flight (a race on PostgreSQL)."""
+    outcomes = await asyncio.gather(
+        *(send(gw, "1234567891 4600", external_id="SMrace") for _ in range(4))
+    )
+
+    assert {o.status for o in outcomes} == {"accepted"}
+    assert len({o.reply for o in outcomes}) == 1
+    assert await count_rows(gw, t.readings) == 1
+    assert await count_rows(gw, t.messages) == 1

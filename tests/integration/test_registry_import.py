@@ -5,13 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import select
-
 from gateway.bootstrap import Gateway, gateway
 from gateway.registry import import_file
 from gateway.settings import Settings
 from gateway.storage import tables as t
-from tests.conftest import ACCOUNTS, METERS, TARIFFS
+from tests.conftest import ACCOUNTS, METERS, TARIFFS, select_rows
 
 
 def write(folder: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
@@ -44,10 +42,7 @@ async def test_changed_rows_are_updated_in_place(settings: Settings, tmp_path: P
         await import_all(gw, tmp_path)
         changed = ACCOUNTS.replace("b1,+79120000002,0,", "b1,+79120000002,42.50,")
         report = await import_file(gw.db, "accounts", write(tmp_path, "a.csv", changed))
-        async with gw.db.engine.connect() as conn:
-            debt = await conn.scalar(
-                select(t.accounts.c.debt).where(t.accounts.c.account == "1234567891")
-            )
+        debt = {r["account"]: r["debt"] for r in await select_rows(gw.db, t.accounts)}["1234567891"]
 
     assert (report.inserted, report.updated, report.unchanged) == (0, 1, 3)
     assert debt == Decimal("42.5")
@@ -63,11 +58,10 @@ async def test_windows_1251_semicolon_file_with_decimal_commas_is_read(
     path = write(tmp_path, "accounts.csv", text, encoding="cp1251")
     async with gateway(settings) as gw:
         report = await import_file(gw.db, "accounts", path)
-        async with gw.db.engine.connect() as conn:
-            row = (await conn.execute(select(t.accounts))).one()
+        (row,) = await select_rows(gw.db, t.accounts)
 
     assert report.errors == []
-    assert (row.account, row.address, row.debt) == (
+    assert (row["account"], row["address"], row["debt"]) == (
         "5550001111",
         "г. Ижевск, ул. Кирова, 1",
         Decimal("12.34"),
