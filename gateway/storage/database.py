@@ -12,7 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, and_, create_engine, event, func, select, tuple_
+from sqlalchemy import Table, and_, bindparam, create_engine, event, func, select, tuple_
 from sqlalchemy.engine import Connection, CursorResult, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -72,7 +72,58 @@ T = TypeVar("T")
 Work = Callable[["UnitOfWork"], T]
 
 
+# The statements of the intake's hot path, built once: constructing a SQLAlchemy
+# statement per call cost more than SQLite executing it.
+_m, _r, _reg = t.messages.c, t.readings.c, t.registers.c
 _INSERT_MESSAGE = t.messages.insert()
+_FIND_MESSAGE = select(_m.id, _m.status, _m.outcome).where(
+    _m.channel == bindparam("channel"), _m.external_id == bindparam("external_id")
+)
+_COUNT_RECENT = select(func.count()).where(
+    _m.channel == bindparam("channel"),
+    _m.sender == bindparam("sender"),
+    _m.received_at > bindparam("since"),
+)
+_COUNT_RECENT_WITH_CODE = _COUNT_RECENT.where(_m.error_code == bindparam("error_code"))
+# Each register with its latest accepted reading (an index seek on register_id, id).
+_earlier = t.readings.alias("earlier")
+_latest_id = (
+    select(func.max(_earlier.c.id))
+    .where(_earlier.c.register_id == _reg.id, _earlier.c.status == "accepted")
+    .correlate(t.registers)
+    .scalar_subquery()
+)
+_ACCOUNT_WITH_REGISTERS = (
+    select(
+        t.accounts.c.account.label("number"),
+        t.accounts.c.debt,
+        _reg.id,
+        _reg.meter,
+        _reg.service,
+        _reg.zone,
+        _reg.digits,
+        _reg.verified_until,
+        _reg.last_value,
+        _reg.last_date,
+        _r.value.label("read_value"),
+        _r.taken_on.label("read_on"),
+        _r.previous.label("read_previous"),
+        _r.consumption.label("read_consumption"),
+    )
+    .outerjoin(t.registers, _reg.account == t.accounts.c.account)
+    .outerjoin(t.readings, _r.id == _latest_id)
+    .where(t.accounts.c.account == bindparam("account"))
+)
+# A statement of its own: in READ COMMITTED a locking read that had to wait re-checks
+# only the locked row, so the account's readings are read after it, with a fresh snapshot.
+_LOCK_ACCOUNT = (
+    select(t.accounts.c.account)
+    .where(t.accounts.c.account == bindparam("account"))
+    .with_for_update()
+)
+_TARIFFS = select(t.tariffs.c.service, t.tariffs.c.zone, t.tariffs.c.price, t.tariffs.c.valid_from)
+_INSERT_READINGS = t.readings.insert().returning(_r.id, sort_by_parameter_order=True)
+_INSERT_OUTBOX = t.outbox.insert()
 
 
 class Database:
@@ -93,6 +144,7 @@ class Database:
         self._sync_engine: Engine | None = None
         self._async_engine: AsyncEngine | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self._writer: Connection | None = None
         if self.is_sqlite:
             database = parsed.database
             if database and database != ":memory:":
@@ -119,9 +171,19 @@ class Database:
             raise StorageUnavailable(str(exc)) from exc
 
     def _run_sqlite(self, work: Work[T]) -> T:
+        """On the writer thread, which keeps one connection open (no pool round trip)."""
+        if self._writer is None or self._writer.invalidated or self._writer.closed:
+            assert self._sync_engine is not None
+            self._writer = self._sync_engine.connect()
+        with self._writer.begin():
+            return work(UnitOfWork(self._writer))
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         assert self._sync_engine is not None
-        with self._sync_engine.begin() as conn:
-            return work(UnitOfWork(conn))
+        self._sync_engine.dispose()
 
     async def create_schema(self) -> None:
         await self.run(lambda uow: t.metadata.create_all(uow.conn))
@@ -129,12 +191,24 @@ class Database:
     async def dispose(self) -> None:
         if self._thread is not None:
             assert self._sync_engine is not None
-            await asyncio.get_running_loop().run_in_executor(
-                self._thread, self._sync_engine.dispose
-            )
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._close_writer)
             self._thread.shutdown(wait=True)
         if self._async_engine is not None:
             await self._async_engine.dispose()
+
+
+def _outbox_payload(reading_id: int, item: NewReading, taken_at: datetime) -> dict[str, Any]:
+    return {
+        "reading_id": reading_id,
+        "account": item.register.account,
+        "meter": item.register.meter,
+        "service": item.register.service.value,
+        "zone": item.register.zone.value,
+        "value": format(item.value, "f"),
+        "previous": None if item.previous is None else format(item.previous, "f"),
+        "consumption": format(item.consumption, "f"),
+        "taken_at": taken_at.isoformat(),
+    }
 
 
 def _new_id(result: CursorResult[Any]) -> int:
@@ -175,13 +249,8 @@ class UnitOfWork:
     # ----- messages -------------------------------------------------------------------
 
     def find_message(self, channel: str, external_id: str) -> StoredMessage | None:
-        row = (
-            self.conn.execute(
-                select(t.messages.c.id, t.messages.c.status, t.messages.c.outcome).where(
-                    t.messages.c.channel == channel, t.messages.c.external_id == external_id
-                )
-            )
-        ).first()
+        params = {"channel": channel, "external_id": external_id}
+        row = self.conn.execute(_FIND_MESSAGE, params).first()
         if row is None:
             return None
         return StoredMessage(row.id, row.status, json.loads(row.outcome))
@@ -190,15 +259,11 @@ class UnitOfWork:
         self, channel: str, sender: str, since: datetime, error_code: str | None = None
     ) -> int:
         """Messages from ``sender`` after ``since`` (with that error code, when given)."""
-        query = select(func.count()).where(
-            t.messages.c.channel == channel,
-            t.messages.c.sender == sender,
-            t.messages.c.received_at > since,
-        )
-        if error_code is not None:
-            query = query.where(t.messages.c.error_code == error_code)
-        count = self.conn.scalar(query)
-        return int(count or 0)
+        params = {"channel": channel, "sender": sender, "since": since}
+        if error_code is None:
+            return int(self.conn.scalar(_COUNT_RECENT, params) or 0)
+        params["error_code"] = error_code
+        return int(self.conn.scalar(_COUNT_RECENT_WITH_CODE, params) or 0)
 
     def record_message(self, message: InboundMessage, outcome: Outcome) -> int:
         """The audit row: the message as received and what became of it."""
@@ -227,19 +292,22 @@ class UnitOfWork:
         ``lock`` takes a row lock on the account (PostgreSQL) so concurrent messages for
         one account are validated one after the other.
         """
-        query = select(t.accounts.c.account, t.accounts.c.debt).where(
-            t.accounts.c.account == number
-        )
-        if lock:
-            query = query.with_for_update()
-        account = (self.conn.execute(query)).first()
-        if account is None:
+        if lock and self.conn.dialect.name != "sqlite":  # SQLite: one writer thread already
+            self.conn.execute(_LOCK_ACCOUNT, {"account": number})
+        rows = self.conn.execute(_ACCOUNT_WITH_REGISTERS, {"account": number}).all()
+        if not rows:
             return None
-        rows = (self.conn.execute(select(t.registers).where(t.registers.c.account == number))).all()
-        latest = self._latest_readings([r.id for r in rows])
         registers = []
         for row in rows:
-            ours = latest.get(row.id)
+            if row.id is None:  # an account without meters
+                continue
+            ours = (
+                PreviousReading(
+                    row.read_value, row.read_on, row.read_previous, row.read_consumption
+                )
+                if row.read_value is not None
+                else None
+            )
             baseline = (
                 PreviousReading(row.last_value, row.last_date or date.min)
                 if row.last_value is not None
@@ -251,7 +319,7 @@ class UnitOfWork:
             registers.append(
                 Register(
                     id=row.id,
-                    account=row.account,
+                    account=row.number,
                     meter=row.meter,
                     service=Service(row.service),
                     zone=Zone(row.zone),
@@ -261,32 +329,10 @@ class UnitOfWork:
                     previous_is_ours=is_ours,
                 )
             )
-        return Account(account.account, account.debt, tuple(registers))
-
-    def _latest_readings(self, register_ids: Sequence[int]) -> dict[int, PreviousReading]:
-        if not register_ids:
-            return {}
-        newest = (
-            select(func.max(t.readings.c.id))
-            .where(t.readings.c.register_id.in_(register_ids), t.readings.c.status == "accepted")
-            .group_by(t.readings.c.register_id)
-        )
-        rows = self.conn.execute(
-            select(
-                t.readings.c.register_id,
-                t.readings.c.value,
-                t.readings.c.taken_on,
-                t.readings.c.previous,
-                t.readings.c.consumption,
-            ).where(t.readings.c.id.in_(newest))
-        )
-        return {
-            r.register_id: PreviousReading(r.value, r.taken_on, r.previous, r.consumption)
-            for r in rows
-        }
+        return Account(rows[0].number, rows[0].debt, tuple(registers))
 
     def load_tariffs(self) -> list[Tariff]:
-        rows = self.conn.execute(select(t.tariffs))
+        rows = self.conn.execute(_TARIFFS)
         return [Tariff(Service(r.service), Zone(r.zone), r.price, r.valid_from) for r in rows]
 
     # ----- readings and the outbox ------------------------------------------------------
@@ -295,43 +341,41 @@ class UnitOfWork:
         self, message_id: int, items: Sequence[NewReading], taken_at: datetime, taken_on: date
     ) -> list[int]:
         """Store accepted readings and, in the same transaction, one outbox row each."""
-        ids = []
-        for item in items:
-            result = self.conn.execute(
-                t.readings.insert().values(
-                    register_id=item.register.id,
-                    message_id=message_id,
-                    value=item.value,
-                    previous=item.previous,
-                    consumption=item.consumption,
-                    taken_at=taken_at,
-                    taken_on=taken_on,
-                    status="accepted",
-                )
-            )
-            reading_id = _new_id(result)
-            ids.append(reading_id)
-            payload = {
-                "reading_id": reading_id,
-                "account": item.register.account,
-                "meter": item.register.meter,
-                "service": item.register.service.value,
-                "zone": item.register.zone.value,
-                "value": format(item.value, "f"),
-                "previous": None if item.previous is None else format(item.previous, "f"),
-                "consumption": format(item.consumption, "f"),
-                "taken_at": taken_at.isoformat(),
-            }
-            self.conn.execute(
-                t.outbox.insert().values(
-                    reading_id=reading_id,
-                    idempotency_key=f"reading-{reading_id}",
-                    payload=json.dumps(payload, ensure_ascii=False),
-                    status="pending",
-                    attempts=0,
-                    created_at=taken_at,
-                )
-            )
+        if not items:
+            return []
+        result = self.conn.execute(
+            _INSERT_READINGS,
+            [
+                {
+                    "register_id": item.register.id,
+                    "message_id": message_id,
+                    "value": item.value,
+                    "previous": item.previous,
+                    "consumption": item.consumption,
+                    "taken_at": taken_at,
+                    "taken_on": taken_on,
+                    "status": "accepted",
+                }
+                for item in items
+            ],
+        )
+        ids = [int(row[0]) for row in result]
+        self.conn.execute(
+            _INSERT_OUTBOX,
+            [
+                {
+                    "reading_id": reading_id,
+                    "idempotency_key": f"reading-{reading_id}",
+                    "payload": json.dumps(
+                        _outbox_payload(reading_id, item, taken_at), ensure_ascii=False
+                    ),
+                    "status": "pending",
+                    "attempts": 0,
+                    "created_at": taken_at,
+                }
+                for reading_id, item in zip(ids, items, strict=True)
+            ],
+        )
         return ids
 
     def history(self, account: str) -> list[HistoryRow]:
