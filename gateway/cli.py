@@ -157,6 +157,15 @@ async def _readings(gw: Gateway, args: argparse.Namespace) -> int:
     return 0
 
 
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where installed (it halves the event loop's share of each request)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def _serve(settings: Settings, host: str, port: int) -> int:
     async def app_factory() -> web.Application:
         ctx = gateway(settings)
@@ -170,5 +179,12 @@ def _serve(settings: Settings, host: str, port: int) -> int:
         log.info("serving", host=host, port=port, settings=settings.masked())
         return app
 
-    web.run_app(app_factory(), host=host, port=port, print=None, access_log=None)
+    web.run_app(
+        app_factory(),
+        host=host,
+        port=port,
+        print=None,
+        access_log=None,
+        loop=_event_loop(),
+    )
     return 0
