@@ -151,7 +151,7 @@ async def _readings(gw: Gateway, args: argparse.Namespace) -> int:
         print("  no readings received yet")
     for r in rows:
         print(
-            f"  {r.taken_at:%Y-%m-%d %H:%M} {r.meter} {r.zone:<7} {r.value:>12} "
+            f"  {r.taken_at.astimezone(gw.settings.zone):%Y-%m-%d %H:%M} {r.meter} {r.zone:<7} {r.value:>12} "
             f"+{r.consumption} via {r.channel} [{r.status}]"
         )
     return 0

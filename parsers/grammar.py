@@ -234,7 +234,10 @@ def _explain(exc: LarkError, canonical: str) -> ParseError:
     account = found.group(1) if found else None
     kind = None
     if isinstance(exc, UnexpectedInput):
-        kind = exc.match_examples(_parser().parse, ERROR_EXAMPLES, use_accepts=True)
+        try:
+            kind = exc.match_examples(_parser().parse, ERROR_EXAMPLES, use_accepts=True)
+        except Exception:  # lark 1.3.1 fails formatting a debug message for some states
+            kind = None
     problem = ERROR_TEXT.get(kind or "", "не удалось прочитать показания")
     if kind == "unknown_word" and isinstance(exc, UnexpectedCharacters):
         word = canonical[exc.pos_in_stream :].split(maxsplit=1)[0]

@@ -44,7 +44,14 @@ class ExactDecimal(TypeDecorator[Decimal]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
-        return Decimal(value).normalize() if not isinstance(value, Decimal) else value.normalize()
+        return plain(value if isinstance(value, Decimal) else Decimal(value))
+
+
+def plain(value: Decimal) -> Decimal:
+    """Without trailing fraction zeros and never in exponent form: 13000, 6.8, 0.5."""
+    normal = value.normalize()
+    exponent = normal.as_tuple().exponent
+    return normal.quantize(Decimal(1)) if isinstance(exponent, int) and exponent > 0 else normal
 
 
 class UTCDateTime(TypeDecorator[datetime]):
