@@ -34,7 +34,8 @@ typecheck: install
 
 bench: install
 	$(BIN)/python -m bench.parse
-	$(BIN)/python -m bench.webhook
+	$(BIN)/python -m bench.webhook --concurrency 8
+	$(BIN)/python -m bench.webhook --concurrency 32
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
