@@ -15,6 +15,7 @@ from aiohttp import web
 
 from gateway import logging as gateway_logging
 from gateway.bootstrap import Gateway, gateway
+from gateway.domain.errors import SchemaMismatch
 from gateway.domain.model import InboundMessage
 from gateway.registry import ORDER, FileReport, import_file
 from gateway.settings import Settings, SettingsError
@@ -56,7 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(settings, args.host or settings.host, args.port or settings.port)
     handler = {"import": _import, "sms": _sms, "readings": _readings}[args.command]
-    return asyncio.run(_with_gateway(settings, handler, args))
+    try:
+        return asyncio.run(_with_gateway(settings, handler, args))
+    except SchemaMismatch as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
 
 
 async def _with_gateway(settings: Settings, handler: object, args: argparse.Namespace) -> int:
@@ -150,8 +155,9 @@ async def _readings(gw: Gateway, args: argparse.Namespace) -> int:
     if not rows:
         print("  no readings received yet")
     for r in rows:
+        local = r.taken_at.astimezone(gw.settings.zone)
         print(
-            f"  {r.taken_at.astimezone(gw.settings.zone):%Y-%m-%d %H:%M} {r.meter} {r.zone:<7} {r.value:>12} "
+            f"  {local:%Y-%m-%d %H:%M} {r.meter} {r.zone:<7} {r.value:>12} "
             f"+{r.consumption} via {r.channel} [{r.status}]"
         )
     return 0

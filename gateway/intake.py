@@ -97,7 +97,13 @@ class Intake:
         message_id = uow.record_message(message, decision.outcome)
         if decision.readings:
             assert decision.taken_on is not None
-            uow.add_readings(message_id, decision.readings, message.received_at, decision.taken_on)
+            uow.add_readings(
+                message_id,
+                decision.readings,
+                message.received_at,
+                decision.taken_on,
+                f"{decision.taken_on:%Y-%m}",
+            )
         return decision.outcome
 
     def _is_rate_limited(self, uow: UnitOfWork, message: InboundMessage) -> bool:

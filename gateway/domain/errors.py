@@ -36,3 +36,7 @@ class StorageUnavailable(GatewayError):
     """The database could not be reached or was busy; the same call may succeed later."""
 
     retryable = True
+
+
+class SchemaMismatch(GatewayError):
+    """The database was made by another version of the gateway; it must be recreated."""

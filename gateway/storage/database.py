@@ -12,13 +12,23 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, and_, bindparam, create_engine, event, func, select, tuple_
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+    tuple_,
+)
 from sqlalchemy.engine import Connection, CursorResult, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from gateway.domain.errors import StorageUnavailable
+from gateway.domain.errors import SchemaMismatch, StorageUnavailable
 from gateway.domain.model import (
     Account,
     Capacity,
@@ -186,7 +196,19 @@ class Database:
         self._sync_engine.dispose()
 
     async def create_schema(self) -> None:
-        await self.run(lambda uow: t.metadata.create_all(uow.conn))
+        """Create missing tables, then refuse a database whose tables lack columns this
+        version needs (made by an older version: there are no migrations before 1.0)."""
+        missing = await self.run(lambda uow: _create_and_check(uow.conn))
+        if missing:
+            raise SchemaMismatch(
+                f"database {self.safe_url} was made by another version of the gateway; "
+                f"missing columns: {', '.join(missing)}. Recreate it (for the default "
+                "SQLite file: delete var/gateway.db and run gateway import again)."
+            )
+
+    @property
+    def safe_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
 
     async def dispose(self) -> None:
         if self._thread is not None:
@@ -197,9 +219,23 @@ class Database:
             await self._async_engine.dispose()
 
 
-def _outbox_payload(reading_id: int, item: NewReading, taken_at: datetime) -> dict[str, Any]:
+def _create_and_check(conn: Connection) -> list[str]:
+    t.metadata.create_all(conn)
+    inspector = inspect(conn)
+    return [
+        f"{table.name}.{column.name}"
+        for table in t.metadata.sorted_tables
+        for column in table.columns
+        if column.name not in {c["name"] for c in inspector.get_columns(table.name)}
+    ]
+
+
+def _outbox_payload(
+    reading_id: int, item: NewReading, taken_at: datetime, period: str
+) -> dict[str, Any]:
     return {
         "reading_id": reading_id,
+        "period": period,
         "account": item.register.account,
         "meter": item.register.meter,
         "service": item.register.service.value,
@@ -338,7 +374,12 @@ class UnitOfWork:
     # ----- readings and the outbox ------------------------------------------------------
 
     def add_readings(
-        self, message_id: int, items: Sequence[NewReading], taken_at: datetime, taken_on: date
+        self,
+        message_id: int,
+        items: Sequence[NewReading],
+        taken_at: datetime,
+        taken_on: date,
+        period: str,
     ) -> list[int]:
         """Store accepted readings and, in the same transaction, one outbox row each."""
         if not items:
@@ -354,6 +395,7 @@ class UnitOfWork:
                     "consumption": item.consumption,
                     "taken_at": taken_at,
                     "taken_on": taken_on,
+                    "period": period,
                     "status": "accepted",
                 }
                 for item in items
@@ -365,9 +407,10 @@ class UnitOfWork:
             [
                 {
                     "reading_id": reading_id,
+                    "register_id": item.register.id,
                     "idempotency_key": f"reading-{reading_id}",
                     "payload": json.dumps(
-                        _outbox_payload(reading_id, item, taken_at), ensure_ascii=False
+                        _outbox_payload(reading_id, item, taken_at, period), ensure_ascii=False
                     ),
                     "status": "pending",
                     "attempts": 0,

@@ -153,8 +153,16 @@ readings = Table(
     Column("consumption", ExactDecimal, nullable=False),
     Column("taken_at", UTCDateTime, nullable=False),
     Column("taken_on", Date, nullable=False),
+    # The billing period the reading counts for, "YYYY-MM".
+    Column("period", String(7), nullable=False),
+    # accepted | replaced (by a correction in the same period) | held (for an operator)
+    # | declined (an operator rejected a held reading)
     Column("status", String(16), nullable=False),
+    # A correction names the reading of the same period it replaces.
+    Column("replaces_id", Integer, ForeignKey("readings.id"), nullable=True),
+    Column("review_note", Text, nullable=True),
     Index("ix_readings_register", "register_id", "id"),
+    Index("ix_readings_register_period", "register_id", "period", "status"),
 )
 
 # Rows for the billing relay, written in the same transaction as the readings.
@@ -163,12 +171,20 @@ outbox = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("reading_id", Integer, ForeignKey("readings.id"), nullable=False, unique=True),
+    # Rows of one register are delivered in id order (a correction after its original).
+    Column("register_id", Integer, ForeignKey("registers.id"), nullable=False),
     Column("idempotency_key", String(64), nullable=False, unique=True),
     Column("payload", Text, nullable=False),
+    # pending | delivered | failed (billing refused it for good; visible to operators)
     Column("status", String(16), nullable=False, default="pending"),
     Column("attempts", Integer, nullable=False, default=0),
     Column("created_at", UTCDateTime, nullable=False),
+    # Not before this time (back-off); NULL means now.
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    # A relay claims a row until this time, so two relays never send it at once.
+    Column("lease_until", UTCDateTime, nullable=True),
     Column("delivered_at", UTCDateTime, nullable=True),
     Column("last_error", Text, nullable=True),
     Index("ix_outbox_status", "status", "id"),
+    Index("ix_outbox_register", "register_id", "status", "id"),
 )

@@ -123,3 +123,19 @@ def test_readings_of_an_unknown_account_exits_one(env: dict[str, str]) -> None:
 
     assert result.returncode == 1
     assert "unknown account 0000000000" in result.stderr
+
+
+def test_a_database_from_an_older_version_is_refused_with_a_clear_message(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    import sqlite3
+
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as conn:
+        conn.execute("CREATE TABLE readings (id INTEGER PRIMARY KEY)")
+
+    result = run(["readings", "1"], {**env, "GATEWAY_DATABASE_URL": f"sqlite:///{old}"})
+
+    assert result.returncode == 2
+    assert "was made by another version of the gateway" in result.stderr
+    assert "readings.period" in result.stderr
