@@ -117,7 +117,9 @@ def _separator(token: Token | None) -> str:
     if token is None:
         return ""
     stripped = str(token).strip()
-    return stripped[0] if stripped else " "
+    if stripped:
+        return stripped[0]
+    return "\n" if "\n" in token or "\r" in token else " "
 
 
 class _ToSubmission(Transformer[Token, Submission]):
@@ -186,7 +188,13 @@ def _parser() -> Lark:
 # finds which kind a failing message is closest to.
 ERROR_EXAMPLES: dict[str, list[str]] = {
     "no_values": ["1234567890", "1234567890 день"],
-    "bad_number": ["1234567890 1.2.3", "1234567890 12,34,5", "1234567890 1..2"],
+    "bad_number": [
+        "1234567890 1.2.3",
+        "1234567890 12,34,5",
+        "1234567890 1..2",
+        "1.2.3",
+        "1234567890.5 1",
+    ],
     "unknown_word": ["1234567890 абв 12345", "1234567890 12345 абв 1", "абв 1234567890 12"],
 }
 ERROR_TEXT: dict[str, str] = {
@@ -219,7 +227,7 @@ def parse_message(text: str) -> Submission | Command:
 def parse_submission(text: str) -> Submission:
     """Parse readings. Raises :class:`ParseError` (``unparseable``/``not_readings``)."""
     canonical = normalize(text)
-    if not any(c.isdigit() for c in canonical):
+    if not any(c in "0123456789" for c in canonical):
         raise ParseError("not_readings", HELP_TEXT)
     try:
         result = _parser().parse(canonical)
@@ -250,5 +258,10 @@ def render_submission(submission: Submission) -> str:
     parts = [submission.account]
     for item in submission.items:
         value = format(item.value, "f")
-        parts.append(f"{item.label.text} {value}" if item.label else value)
+        if item.label is None:
+            parts.append(value)
+        elif item.label.index is not None:  # a code touches its value: 1эд123
+            parts.append(f"{item.label.text}{value}")
+        else:
+            parts.append(f"{item.label.text} {value}")
     return " ".join(parts)

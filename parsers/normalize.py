@@ -43,13 +43,15 @@ FILLER_WORDS: tuple[str, ...] = (
 )
 _FILLER_RE = re.compile(
     r"(?<![^\W\d_])(?:"
-    + "|".join(re.escape(w) for w in sorted(FILLER_WORDS, key=len, reverse=True))
+    + "|".join(
+        r"\s+".join(map(re.escape, w.split())) for w in sorted(FILLER_WORDS, key=len, reverse=True)
+    )
     + r")(?![^\W\d_])"
 )
 # Anything after the last digit that has no digit of its own is a signature.
 _TAIL_RE = re.compile(r"(?<=[0-9])[^0-9]*$")
 _LABEL_TAIL_RE = re.compile(r"^[\s;#:=,.\-]*$")
-_EDGE_SEPARATORS = " \t\r\n;,#:.=-"
+_EDGES = re.compile(r"^[\s;,#:.=\-]+|[\s;,#:.=\-]+$")
 
 
 # Outside ASCII and the basic Cyrillic block, characters go through _char one by one.
@@ -76,10 +78,11 @@ def fold(text: str) -> str:
 
 def normalize(text: str) -> str:
     """Return the canonical form of ``text`` that the grammar parses."""
-    text = fold(text).translate(_PUNCTUATION_TABLE).translate(LOOKALIKES)
+    # Punctuation first: NFKC would turn "№" into "No" before it could be dropped.
+    text = fold(text.translate(_PUNCTUATION_TABLE)).translate(LOOKALIKES)
     text = _FILLER_RE.sub(" ", text)
     text = _TAIL_RE.sub(lambda m: "" if _is_signature(m.group()) else m.group(), text)
-    return text.strip(_EDGE_SEPARATORS)
+    return _EDGES.sub("", text)
 
 
 def _is_signature(tail: str) -> bool:

@@ -131,6 +131,7 @@ def _joined(items: Sequence[ItemLike], joins: set[int]) -> list[Decimal] | None:
 def _labelled(registers: list[Register], items: Sequence[ItemLike]) -> Pairs | Rejection:
     chosen: dict[int, tuple[Register, Decimal]] = {}
     scope: Service | None = None
+    last = -1  # position of the register named last: unlabelled values continue after it
     for item in items:
         label = item.label
         if label is None:
@@ -138,7 +139,8 @@ def _labelled(registers: list[Register], items: Sequence[ItemLike]) -> Pairs | R
             free = [r for r in pool if r.id not in chosen]
             if not free:
                 return Rejection(ErrorCode.VALUE_COUNT, limit=Decimal(len(pool)))
-            target: Register | Rejection = free[0]
+            after = [r for r in free if registers.index(r) > last]
+            target: Register | Rejection = (after or free)[0]
         else:
             if label.service is not None and label.index is None:
                 scope = Service(label.service)
@@ -148,6 +150,7 @@ def _labelled(registers: list[Register], items: Sequence[ItemLike]) -> Pairs | R
         if target.id in chosen:
             return Rejection(ErrorCode.AMBIGUOUS_LABEL, target, detail=_text(label))
         chosen[target.id] = (target, item.value)
+        last = registers.index(target)
     return [chosen[r.id] for r in registers if r.id in chosen]
 
 
