@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -15,6 +16,7 @@ from gateway.domain import matching, rules
 from gateway.domain.errors import ErrorCode
 from gateway.domain.model import Account, InboundMessage
 from gateway.domain.outcome import Outcome, OutcomeError, ReadingLine, Status
+from gateway.domain.periods import WindowPolicy, place
 from gateway.settings import Settings
 from gateway.storage import Database, UnitOfWork
 from gateway.storage.database import NewReading
@@ -44,6 +46,8 @@ class _Decision:
     outcome: Outcome
     readings: list[NewReading] = field(default_factory=list)
     taken_on: date | None = None
+    period: str | None = None
+    held: bool = False
 
 
 class Intake:
@@ -96,13 +100,14 @@ class Intake:
             decision = self._evaluate(uow, message)
         message_id = uow.record_message(message, decision.outcome)
         if decision.readings:
-            assert decision.taken_on is not None
+            assert decision.taken_on is not None and decision.period is not None
             uow.add_readings(
                 message_id,
                 decision.readings,
                 message.received_at,
                 decision.taken_on,
-                f"{decision.taken_on:%Y-%m}",
+                decision.period,
+                held=decision.held,
             )
         return decision.outcome
 
@@ -112,35 +117,68 @@ class Intake:
         return recent >= self._settings.rate_limit_per_minute
 
     def _evaluate(self, uow: UnitOfWork, message: InboundMessage) -> _Decision:
-        today = message.received_at.astimezone(self._settings.zone).date()
+        settings = self._settings
+        today = message.received_at.astimezone(settings.zone).date()
         try:
             parsed = parse_message(message.text)
         except ParseError as err:
             return _Decision(self._unreadable(uow, message, err))
         if isinstance(parsed, Command):
             return _Decision(self._command(uow, parsed, today))
-        account = uow.load_account(parsed.account, lock=True)
+        placement = place(today, settings.window)
+        account = uow.load_account(parsed.account, placement.period, lock=True)
         if account is None:
             reply = replies.unknown_account(parsed.account)
             return _Decision(_rejected(parsed.account, ErrorCode.UNKNOWN_ACCOUNT, reply))
+        if not placement.inside and settings.window.policy is WindowPolicy.REJECT:
+            reply = replies.outside_window(account.number, settings.window, placement.opens)
+            return _Decision(_rejected(account.number, ErrorCode.OUTSIDE_WINDOW, reply))
         pairs = matching.assign(account, parsed.items)
         if isinstance(pairs, rules.Rejection):
             reply = replies.rejected(account, pairs, today)
             return _Decision(_rejected(account.number, pairs.code, reply))
         if rules.is_duplicate(pairs):
-            # The same confirmation as when these values were first accepted.
-            repeated = [rules.repeat_of_previous(r) for r, _ in pairs]
+            # The same confirmation as when these values were first received.
+            repeated = [rules.repeat_of_current(r) for r, _ in pairs]
+            if any(r.current is not None and r.current.held for r, _ in pairs):
+                return _Decision(_held(account.number, repeated))
             on = repeated_on(repeated, today)
             return _Decision(self._confirm(uow, account, repeated, on, Status.DUPLICATE))
-        result = rules.check(pairs, today=today, max_jump=self._settings.max_jump)
+        result = rules.check(pairs, today=today, max_jump=settings.max_jump)
         if isinstance(result, rules.Rejection):
             reply = replies.rejected(account, result, today)
             return _Decision(_rejected(account.number, result.code, reply))
-        return _Decision(
-            self._confirm(uow, account, result, today, Status.ACCEPTED),
-            [NewReading(c.register, c.value, c.previous, c.consumption) for c in result],
-            today,
+        new = [
+            NewReading(
+                c.register,
+                c.value,
+                c.previous,
+                c.consumption,
+                days=rules.days_since_previous(c.register, today),
+                replaces=c.register.current.reading_id if c.register.current else None,
+            )
+            for c in result
+        ]
+        history = uow.history_totals([c.register.id for c in result], placement.period)
+        held = rules.outliers(
+            result,
+            history,
+            today=today,
+            factor=Decimal(settings.outlier_factor),
+            min_days=settings.outlier_min_days,
         )
+        if held:
+            return _Decision(_held(account.number, result), new, today, placement.period, True)
+        outcome = self._confirm(uow, account, result, today, Status.ACCEPTED)
+        corrected = any(item.replaces is not None for item in new)
+        later = placement.period if placement.later_than(today) else None
+        if corrected or later:
+            assert outcome.charge is not None
+            text = replies.accepted(
+                account.number, outcome.readings, outcome.charge, corrected=corrected, period=later
+            )
+            outcome = replace(outcome, reply=text)
+        return _Decision(outcome, new, today, placement.period)
 
     def _unreadable(self, uow: UnitOfWork, message: InboundMessage, err: ParseError) -> Outcome:
         """Text that is not readings: the help once a day for chatter, else the problem and
@@ -178,17 +216,7 @@ class Intake:
         on: date,
         status: Status,
     ) -> Outcome:
-        lines = tuple(
-            ReadingLine(
-                meter=c.register.meter,
-                service=c.register.service.value,
-                zone=c.register.zone.value,
-                value=c.value,
-                previous=c.previous,
-                consumption=c.consumption,
-            )
-            for c in checked
-        )
+        lines = _reading_lines(checked)
         charge = preliminary_charge(lines, uow.load_tariffs(), account.debt, on)
         return Outcome(
             status=status,
@@ -201,8 +229,29 @@ class Intake:
 
 def repeated_on(checked: list[rules.Checked], default: date) -> date:
     """The date the repeated readings were first taken (their tariff date)."""
-    dates = [c.register.previous.taken_on for c in checked if c.register.previous]
+    dates = [c.register.current.taken_on for c in checked if c.register.current]
     return max(dates, default=default)
+
+
+def _held(account: str, checked: Sequence[rules.Checked]) -> Outcome:
+    """Accepted for checking: stored, neither charged nor forwarded until an operator
+    decides."""
+    lines = _reading_lines(checked)
+    return Outcome(Status.HELD, account, replies.held_for_review(account), readings=lines)
+
+
+def _reading_lines(checked: Sequence[rules.Checked]) -> tuple[ReadingLine, ...]:
+    return tuple(
+        ReadingLine(
+            meter=c.register.meter,
+            service=c.register.service.value,
+            zone=c.register.zone.value,
+            value=c.value,
+            previous=c.previous,
+            consumption=c.consumption,
+        )
+        for c in checked
+    )
 
 
 def _rejected(account: str | None, code: ErrorCode, reply: str | None) -> Outcome:

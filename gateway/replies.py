@@ -11,6 +11,7 @@ from billing_bridge.charge import tariff_in_force
 from gateway.domain.errors import ErrorCode
 from gateway.domain.model import Account, Service, Tariff, Zone
 from gateway.domain.outcome import Charge, ReadingLine
+from gateway.domain.periods import Window
 from gateway.domain.rules import Rejection
 
 SMS_LIMIT = 134
@@ -38,12 +39,51 @@ def money(value: Decimal) -> str:
     return f"{value:.2f}".replace(".", ",") + " ₽"
 
 
-def accepted(account: str, readings: Sequence[ReadingLine], charge: Charge) -> str:
+def accepted(
+    account: str,
+    readings: Sequence[ReadingLine],
+    charge: Charge,
+    *,
+    corrected: bool = False,
+    period: str | None = None,
+) -> str:
+    """The confirmation; a correction says so, and a reading counted for a later period
+    names it (``за 12.2026``). Falls back to abbreviations when the full text would not
+    fit two SMS segments."""
     values = ", ".join(
         f"{register_label(Service(r.service), Zone(r.zone))} {number(r.value)}" for r in readings
     )
-    debt = f" (с долгом {money(charge.debt)})" if charge.debt > 0 else ""
-    return f"Принято, ЛС {account}: {values}. Предварительно к оплате {money(charge.total)}{debt}."
+    when = ""
+    if period is not None:
+        year, month = period.split("-")
+        when = f" за {month}.{year}"
+    owed = charge.debt > 0
+    full = (
+        f"{'Исправлено' if corrected else 'Принято'}{when}, ЛС {account}: {values}. "
+        f"Предварительно к оплате {money(charge.total)}"
+        + (f" (с долгом {money(charge.debt)})." if owed else ".")
+    )
+    if len(full) <= SMS_LIMIT:
+        return full
+    return (
+        f"{'Испр.' if corrected else 'Принято'}{when}, ЛС {account}: {values}. "
+        f"Предв. к оплате {money(charge.total)}"
+        + (f" (долг {money(charge.debt)})." if owed else ".")
+    )
+
+
+def held_for_review(account: str) -> str:
+    return (
+        f"ЛС {account}: показания приняты на проверку — расход намного выше обычного. "
+        "Сообщим о решении."
+    )
+
+
+def outside_window(account: str, window: Window, opens: date) -> str:
+    return (
+        f"ЛС {account}: показания принимаются с {window.start} по {window.end} число. "
+        f"Отправьте их с {opens:%d.%m.%Y}."
+    )
 
 
 def account_format(account: Account) -> str:

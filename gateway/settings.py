@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.domain.model import Service
+from gateway.domain.periods import Window, WindowPolicy
 
 DEFAULT_CONFIG = Path("config/gateway.toml")
 SECRET_FIELDS = frozenset({"twilio_auth_token"})
@@ -34,6 +35,15 @@ class Settings:
     log_level: str = "info"
     rate_limit_per_minute: int = 10
     max_body_bytes: int = 64 * 1024
+    # Acceptance window: days of the month (inclusive) in the supplier's time zone, and
+    # what happens outside it: "reject" or "next_period".
+    window_start: int = 15
+    window_end: int = 25
+    window_policy: str = "next_period"
+    # A reading whose consumption per day exceeds outlier_factor × the meter's average
+    # daily use is held for an operator; ignored with less than outlier_min_days of history.
+    outlier_factor: int = 3
+    outlier_min_days: int = 60
     max_jump: Mapping[Service, Decimal] = field(
         default_factory=lambda: {
             Service.ELECTRICITY: Decimal(1000),
@@ -41,6 +51,10 @@ class Settings:
             Service.COLD_WATER: Decimal(30),
         }
     )
+
+    @property
+    def window(self) -> Window:
+        return Window(self.window_start, self.window_end, WindowPolicy(self.window_policy))
 
     @property
     def zone(self) -> ZoneInfo:
@@ -85,6 +99,10 @@ class Settings:
             settings.zone  # noqa: B018 - validates the time zone name early
         except Exception as exc:
             raise SettingsError(f"unknown time zone {settings.timezone!r}") from exc
+        try:
+            settings.window  # noqa: B018 - validates the window early
+        except ValueError as exc:
+            raise SettingsError(f"acceptance window: {exc}") from exc
         return settings
 
     @classmethod

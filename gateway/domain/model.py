@@ -67,9 +67,11 @@ class Capacity:
 class PreviousReading:
     value: Decimal
     taken_on: date
-    # For a reading this gateway accepted: what it was compared with and consumed.
+    # For a reading this gateway stored: what it was compared with and consumed, its id.
     compared_with: Decimal | None = None
     consumption: Decimal | None = None
+    reading_id: int | None = None
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +85,14 @@ class Register:
     zone: Zone
     capacity: Capacity
     verified_until: date | None
+    # The last accepted reading of an earlier period (or the registry's baseline, when
+    # newer): what a new reading is validated against.
     previous: PreviousReading | None
     # True when ``previous`` is a reading this gateway accepted (not the registry's baseline).
     previous_is_ours: bool = False
+    # The reading already stored for the current period (accepted or held): a new one
+    # corrects it, or repeats it.
+    current: PreviousReading | None = None
 
     @property
     def sort_key(self) -> tuple[int, int, str]:

@@ -39,19 +39,47 @@ class Checked:
 
 
 def is_duplicate(pairs: Sequence[tuple[Register, Decimal]]) -> bool:
-    """Every value equals the latest reading this gateway accepted for its register."""
-    return all(
-        r.previous is not None and r.previous_is_ours and r.previous.value == v for r, v in pairs
-    )
+    """Every value equals the reading already stored for its register in this period."""
+    return all(r.current is not None and r.current.value == v for r, v in pairs)
 
 
-def repeat_of_previous(register: Register) -> Checked:
-    """The previous reading of ``register`` presented again, as when it was accepted."""
-    previous = register.previous
-    assert previous is not None
+def repeat_of_current(register: Register) -> Checked:
+    """The reading already stored for this period, presented again as when it was taken."""
+    current = register.current
+    assert current is not None
     return Checked(
-        register, previous.value, previous.compared_with, previous.consumption or Decimal(0)
+        register, current.value, current.compared_with, current.consumption or Decimal(0)
     )
+
+
+def days_since_previous(register: Register, today: date) -> int | None:
+    """Days between the previous reading and ``today``; None without a dated previous."""
+    previous = register.previous
+    if previous is None or previous.taken_on == date.min:
+        return None
+    return max(1, (today - previous.taken_on).days)
+
+
+def outliers(
+    checked: Sequence[Checked],
+    history: Mapping[int, tuple[Decimal, int]],
+    *,
+    today: date,
+    factor: Decimal,
+    min_days: int,
+) -> list[Checked]:
+    """Readings whose consumption per day exceeds ``factor`` × the register's average
+    daily use over its accepted history. A register with less than ``min_days`` of
+    history, or none used on average, is never an outlier."""
+    found = []
+    for item in checked:
+        consumed, days = history.get(item.register.id, (Decimal(0), 0))
+        since = days_since_previous(item.register, today)
+        if days < min_days or consumed <= 0 or since is None:
+            continue
+        if item.consumption / since > factor * consumed / days:
+            found.append(item)
+    return found
 
 
 def check(

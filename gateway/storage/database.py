@@ -56,6 +56,10 @@ class NewReading:
     value: Decimal
     previous: Decimal | None
     consumption: Decimal
+    # Days since the previous reading (None for a first reading).
+    days: int | None = None
+    # The reading of the same period this one corrects.
+    replaces: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +99,27 @@ _COUNT_RECENT = select(func.count()).where(
     _m.received_at > bindparam("since"),
 )
 _COUNT_RECENT_WITH_CODE = _COUNT_RECENT.where(_m.error_code == bindparam("error_code"))
-# Each register with its latest accepted reading (an index seek on register_id, id).
-_earlier = t.readings.alias("earlier")
-_latest_id = (
-    select(func.max(_earlier.c.id))
-    .where(_earlier.c.register_id == _reg.id, _earlier.c.status == "accepted")
+# Each register with (a) the last accepted reading of an earlier period and (b) the
+# reading already stored for the current period; each an index seek on (register_id, id).
+_e1, _e2 = t.readings.alias("e1"), t.readings.alias("e2")
+_prev, _cur = t.readings.alias("prev"), t.readings.alias("cur")
+_previous_id = (
+    select(func.max(_e1.c.id))
+    .where(
+        _e1.c.register_id == _reg.id,
+        _e1.c.status == "accepted",
+        _e1.c.period < bindparam("period"),
+    )
+    .correlate(t.registers)
+    .scalar_subquery()
+)
+_current_id = (
+    select(func.max(_e2.c.id))
+    .where(
+        _e2.c.register_id == _reg.id,
+        _e2.c.status.in_(("accepted", "held")),
+        _e2.c.period == bindparam("period"),
+    )
     .correlate(t.registers)
     .scalar_subquery()
 )
@@ -115,15 +135,34 @@ _ACCOUNT_WITH_REGISTERS = (
         _reg.verified_until,
         _reg.last_value,
         _reg.last_date,
-        _r.value.label("read_value"),
-        _r.taken_on.label("read_on"),
-        _r.previous.label("read_previous"),
-        _r.consumption.label("read_consumption"),
+        _prev.c.id.label("prev_id"),
+        _prev.c.value.label("prev_value"),
+        _prev.c.taken_on.label("prev_on"),
+        _prev.c.previous.label("prev_previous"),
+        _prev.c.consumption.label("prev_consumption"),
+        _cur.c.id.label("cur_id"),
+        _cur.c.value.label("cur_value"),
+        _cur.c.taken_on.label("cur_on"),
+        _cur.c.previous.label("cur_previous"),
+        _cur.c.consumption.label("cur_consumption"),
+        _cur.c.status.label("cur_status"),
     )
     .outerjoin(t.registers, _reg.account == t.accounts.c.account)
-    .outerjoin(t.readings, _r.id == _latest_id)
+    .outerjoin(_prev, _prev.c.id == _previous_id)
+    .outerjoin(_cur, _cur.c.id == _current_id)
     .where(t.accounts.c.account == bindparam("account"))
 )
+_HISTORY = select(_r.register_id, _r.consumption, _r.days).where(
+    _r.register_id.in_(bindparam("ids", expanding=True)),
+    _r.status == "accepted",
+    _r.period < bindparam("period"),
+    _r.days > 0,
+)
+_REPLACE = (
+    t.readings.update().where(_r.id.in_(bindparam("ids", expanding=True))).values(status="replaced")
+)
+# Any period sorts before this one: "the latest accepted reading of all".
+LATEST = "9999-12"
 # A statement of its own: in READ COMMITTED a locking read that had to wait re-checks
 # only the locked row, so the account's readings are read after it, with a fresh snapshot.
 _LOCK_ACCOUNT = (
@@ -231,15 +270,27 @@ def _create_and_check(conn: Connection) -> list[str]:
 
 
 def _outbox_payload(
-    reading_id: int, item: NewReading, taken_at: datetime, period: str
+    reading_id: int,
+    register: Register,
+    item: NewReading,
+    taken_at: datetime,
+    period: str,
 ) -> dict[str, Any]:
+    """What billing receives for a reading (documented in the README)."""
     return {
         "reading_id": reading_id,
+        "register_id": register.id,
+        "kind": "correction" if item.replaces is not None else "reading",
+        "replaces": (
+            None
+            if item.replaces is None
+            else {"reading_id": item.replaces, "idempotency_key": f"reading-{item.replaces}"}
+        ),
         "period": period,
-        "account": item.register.account,
-        "meter": item.register.meter,
-        "service": item.register.service.value,
-        "zone": item.register.zone.value,
+        "account": register.account,
+        "meter": register.meter,
+        "service": register.service.value,
+        "zone": register.zone.value,
         "value": format(item.value, "f"),
         "previous": None if item.previous is None else format(item.previous, "f"),
         "consumption": format(item.consumption, "f"),
@@ -322,15 +373,20 @@ class UnitOfWork:
 
     # ----- registry reads ---------------------------------------------------------------
 
-    def load_account(self, number: str, *, lock: bool = False) -> Account | None:
-        """The account with its registers and each register's previous accepted reading.
+    def load_account(
+        self, number: str, period: str = LATEST, *, lock: bool = False
+    ) -> Account | None:
+        """The account with its registers: for each, the last accepted reading of a period
+        before ``period`` (or the registry's newer baseline) and the reading already stored
+        for ``period``. Without a period: the latest accepted reading of all.
 
         ``lock`` takes a row lock on the account (PostgreSQL) so concurrent messages for
         one account are validated one after the other.
         """
         if lock and self.conn.dialect.name != "sqlite":  # SQLite: one writer thread already
             self.conn.execute(_LOCK_ACCOUNT, {"account": number})
-        rows = self.conn.execute(_ACCOUNT_WITH_REGISTERS, {"account": number}).all()
+        params = {"account": number, "period": period}
+        rows = self.conn.execute(_ACCOUNT_WITH_REGISTERS, params).all()
         if not rows:
             return None
         registers = []
@@ -339,9 +395,13 @@ class UnitOfWork:
                 continue
             ours = (
                 PreviousReading(
-                    row.read_value, row.read_on, row.read_previous, row.read_consumption
+                    row.prev_value,
+                    row.prev_on,
+                    row.prev_previous,
+                    row.prev_consumption,
+                    row.prev_id,
                 )
-                if row.read_value is not None
+                if row.prev_id is not None
                 else None
             )
             baseline = (
@@ -352,6 +412,18 @@ class UnitOfWork:
             previous, is_ours = ours, ours is not None
             if baseline is not None and (ours is None or baseline.taken_on > ours.taken_on):
                 previous, is_ours = baseline, False
+            current = (
+                PreviousReading(
+                    row.cur_value,
+                    row.cur_on,
+                    row.cur_previous,
+                    row.cur_consumption,
+                    row.cur_id,
+                    held=row.cur_status == "held",
+                )
+                if row.cur_id is not None
+                else None
+            )
             registers.append(
                 Register(
                     id=row.id,
@@ -363,9 +435,21 @@ class UnitOfWork:
                     verified_until=row.verified_until,
                     previous=previous,
                     previous_is_ours=is_ours,
+                    current=current,
                 )
             )
         return Account(rows[0].number, rows[0].debt, tuple(registers))
+
+    def history_totals(
+        self, register_ids: Sequence[int], period: str
+    ) -> dict[int, tuple[Decimal, int]]:
+        """Per register: accepted consumption and the days it covered, before ``period``."""
+        totals: dict[int, tuple[Decimal, int]] = {}
+        params = {"ids": list(register_ids), "period": period}
+        for row in self.conn.execute(_HISTORY, params):
+            consumption, days = totals.get(row.register_id, (Decimal(0), 0))
+            totals[row.register_id] = (consumption + row.consumption, days + row.days)
+        return totals
 
     def load_tariffs(self) -> list[Tariff]:
         rows = self.conn.execute(_TARIFFS)
@@ -380,10 +464,16 @@ class UnitOfWork:
         taken_at: datetime,
         taken_on: date,
         period: str,
+        *,
+        held: bool = False,
     ) -> list[int]:
-        """Store accepted readings and, in the same transaction, one outbox row each."""
+        """Store readings; the ones they correct become ``replaced``. Accepted readings get
+        their outbox row in the same transaction; held ones wait for an operator."""
         if not items:
             return []
+        replaced = [item.replaces for item in items if item.replaces is not None]
+        if replaced:
+            self.conn.execute(_REPLACE, {"ids": replaced})
         result = self.conn.execute(
             _INSERT_READINGS,
             [
@@ -395,31 +485,45 @@ class UnitOfWork:
                     "consumption": item.consumption,
                     "taken_at": taken_at,
                     "taken_on": taken_on,
+                    "days": item.days,
                     "period": period,
-                    "status": "accepted",
+                    "status": "held" if held else "accepted",
+                    "replaces_id": item.replaces,
                 }
                 for item in items
             ],
         )
         ids = [int(row[0]) for row in result]
+        if not held:
+            self._enqueue(
+                [
+                    _outbox_payload(reading_id, item.register, item, taken_at, period)
+                    for reading_id, item in zip(ids, items, strict=True)
+                ],
+                taken_at,
+            )
+        return ids
+
+    def _enqueue(self, payloads: Sequence[dict[str, Any]], now: datetime) -> None:
+        """One outbox row per payload, keyed by the reading (never random)."""
         self.conn.execute(
             _INSERT_OUTBOX,
             [
                 {
-                    "reading_id": reading_id,
-                    "register_id": item.register.id,
-                    "idempotency_key": f"reading-{reading_id}",
+                    "reading_id": payload["reading_id"],
+                    "register_id": payload["register_id"],
+                    "idempotency_key": f"reading-{payload['reading_id']}",
                     "payload": json.dumps(
-                        _outbox_payload(reading_id, item, taken_at, period), ensure_ascii=False
+                        {k: v for k, v in payload.items() if k != "register_id"},
+                        ensure_ascii=False,
                     ),
                     "status": "pending",
                     "attempts": 0,
-                    "created_at": taken_at,
+                    "created_at": now,
                 }
-                for reading_id, item in zip(ids, items, strict=True)
+                for payload in payloads
             ],
         )
-        return ids
 
     def history(self, account: str) -> list[HistoryRow]:
         query = (

@@ -153,6 +153,9 @@ readings = Table(
     Column("consumption", ExactDecimal, nullable=False),
     Column("taken_at", UTCDateTime, nullable=False),
     Column("taken_on", Date, nullable=False),
+    # Days since the previous reading it was compared with (NULL for a first reading):
+    # with consumption, the meter's average daily use.
+    Column("days", Integer, nullable=True),
     # The billing period the reading counts for, "YYYY-MM".
     Column("period", String(7), nullable=False),
     # accepted | replaced (by a correction in the same period) | held (for an operator)

@@ -115,11 +115,11 @@ async def test_registry_baseline_value_sent_again_is_zero_consumption_not_duplic
     assert outcome.readings[0].consumption == 0
 
 
-async def test_next_reading_is_validated_against_the_last_accepted_one(
+async def test_next_periods_reading_is_validated_against_the_last_accepted_one(
     gw: Gateway, clock: Clock
 ) -> None:
     await send(gw, "1234567891 4600")
-    clock.advance(days=1)
+    clock.advance(days=30)  # 20 December: the next period's window
     lower = await send(gw, "1234567891 4550")
     higher = await send(gw, "1234567891 4650")
 
@@ -186,17 +186,18 @@ async def test_rate_limit_counts_each_sender_separately(gw: Gateway) -> None:
 async def test_concurrent_messages_for_one_account_are_validated_one_after_another(
     gw: Gateway,
 ) -> None:
+    """Eight corrections at once: each replaces the one stored just before it; one survives."""
     texts = [f"1234567891 {4600 + i}" for i in range(8)]
     outcomes = await asyncio.gather(
         *(send(gw, text, sender=f"+7911000000{i}") for i, text in enumerate(texts))
     )
 
-    accepted = [o for o in outcomes if o.status == "accepted"]
+    assert {o.status for o in outcomes} == {"accepted"}
     readings = await rows(gw, t.readings)
-    # Each accepted reading was compared with the one stored just before it.
-    chain = [(r["previous"], r["value"]) for r in readings]
-    assert len(readings) == len(accepted)
-    assert all(prev == before for (prev, _), (_, before) in zip(chain[1:], chain, strict=False))
+    assert [r["replaces_id"] for r in readings] == [None] + [r["id"] for r in readings[:-1]]
+    assert [r["status"] for r in readings] == ["replaced"] * 7 + ["accepted"]
+    # Every correction is validated against the earlier period (the registry's 4521).
+    assert {r["previous"] for r in readings} == {Decimal(4521)}
 
 
 async def test_concurrent_deliveries_of_one_external_id_answer_alike_and_store_once(

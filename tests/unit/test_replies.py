@@ -426,3 +426,23 @@ def test_mask_sender_never_reveals_every_character(sender: str) -> None:
     masked = mask_sender(sender)
     shown = len(masked.replace("***", ""))
     assert shown < len(sender), masked
+
+
+@pytest.mark.parametrize(
+    ("corrected", "period"), [(True, "2026-12"), (False, "2026-12"), (True, None)]
+)
+def test_correction_and_next_period_replies_fit_two_segments_in_the_worst_case(
+    corrected: bool, period: str | None
+) -> None:
+    lines = [
+        ReadingLine("1", "electricity", "night", Decimal("123456.789"), None, Decimal(0)),
+        ReadingLine("2", "cold_water", "bath", Decimal("123456.789"), None, Decimal(0)),
+    ]
+    big = Decimal("9999999.99")
+    text = replies.accepted(
+        "123456789012", lines, Charge((), big, big), corrected=corrected, period=period
+    )
+
+    assert len(text) <= SMS_LIMIT
+    assert text.startswith("Испр" if corrected else "Принято")
+    assert ("за 12.2026" in text) is (period is not None)

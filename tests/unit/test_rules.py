@@ -16,8 +16,10 @@ from gateway.domain.rules import (
     Checked,
     Rejection,
     check,
+    days_since_previous,
     is_duplicate,
-    repeat_of_previous,
+    outliers,
+    repeat_of_current,
 )
 
 TODAY = date(2026, 3, 20)
@@ -41,14 +43,20 @@ def reg(
     previous_is_ours: bool = False,
     compared_with: str | None = None,
     consumption: str | None = None,
+    current: str | None = None,
+    previous_on: date = date(2026, 2, 20),
 ) -> Register:
     prev = None
     if previous is not None:
-        prev = PreviousReading(
-            value=D(previous),
-            taken_on=date(2026, 2, 20),
+        prev = PreviousReading(value=D(previous), taken_on=previous_on)
+    this_period = None
+    if current is not None:
+        this_period = PreviousReading(
+            value=D(current),
+            taken_on=date(2026, 3, 20),
             compared_with=None if compared_with is None else D(compared_with),
             consumption=None if consumption is None else D(consumption),
+            reading_id=99,
         )
     return Register(
         id=id,
@@ -60,6 +68,7 @@ def reg(
         verified_until=verified_until,
         previous=prev,
         previous_is_ours=previous_is_ours,
+        current=this_period,
     )
 
 
@@ -356,42 +365,76 @@ def test_accepted_consumption_never_exceeds_max_jump(previous: int, value: int) 
 # --- duplicates -----------------------------------------------------------------------------
 
 
-def test_same_values_as_our_previous_reading_are_a_duplicate() -> None:
-    day = reg(id=1, zone=Zone.DAY, previous="12345", previous_is_ours=True)
-    night = reg(id=2, zone=Zone.NIGHT, previous="6789", previous_is_ours=True)
+def test_same_values_as_this_periods_readings_are_a_duplicate() -> None:
+    day = reg(id=1, zone=Zone.DAY, previous="12000", current="12345")
+    night = reg(id=2, zone=Zone.NIGHT, previous="6500", current="6789")
     assert is_duplicate([(day, D(12345)), (night, D("6789.0"))]) is True
 
 
-def test_same_value_as_the_registry_baseline_is_not_a_duplicate() -> None:
-    r = reg(previous="12345", previous_is_ours=False)
+def test_same_value_as_an_earlier_periods_reading_is_not_a_duplicate() -> None:
+    """Zero consumption since last month is a new reading, not a repeat."""
+    r = reg(previous="12345", previous_is_ours=True)
     assert is_duplicate([(r, D(12345))]) is False
 
 
 def test_one_changed_value_is_not_a_duplicate() -> None:
-    day = reg(id=1, zone=Zone.DAY, previous="12345", previous_is_ours=True)
-    night = reg(id=2, zone=Zone.NIGHT, previous="6789", previous_is_ours=True)
+    day = reg(id=1, zone=Zone.DAY, current="12345")
+    night = reg(id=2, zone=Zone.NIGHT, current="6789")
     assert is_duplicate([(day, D(12345)), (night, D(6790))]) is False
 
 
-def test_one_register_with_baseline_previous_is_not_a_duplicate() -> None:
-    day = reg(id=1, zone=Zone.DAY, previous="12345", previous_is_ours=True)
-    night = reg(id=2, zone=Zone.NIGHT, previous="6789", previous_is_ours=False)
+def test_one_register_without_a_reading_this_period_is_not_a_duplicate() -> None:
+    day = reg(id=1, zone=Zone.DAY, current="12345")
+    night = reg(id=2, zone=Zone.NIGHT, previous="6789")
     assert is_duplicate([(day, D(12345)), (night, D(6789))]) is False
 
 
-def test_register_without_previous_is_not_a_duplicate() -> None:
-    r = reg(previous=None, previous_is_ours=True)
-    assert is_duplicate([(r, D(0))]) is False
-
-
-def test_repeat_of_previous_presents_the_accepted_reading_again() -> None:
-    r = reg(previous="12345", previous_is_ours=True, compared_with="12000", consumption="345")
-    assert repeat_of_previous(r) == Checked(r, D(12345), D(12000), D(345), rolled_over=False)
+def test_repeat_of_current_presents_this_periods_reading_again() -> None:
+    r = reg(previous="12000", current="12345", compared_with="12000", consumption="345")
+    assert repeat_of_current(r) == Checked(r, D(12345), D(12000), D(345), rolled_over=False)
 
 
 def test_repeat_of_a_first_reading_consumed_zero() -> None:
-    r = reg(previous="12345", previous_is_ours=True)
-    assert repeat_of_previous(r) == Checked(r, D(12345), None, D(0))
+    r = reg(current="12345")
+    assert repeat_of_current(r) == Checked(r, D(12345), None, D(0))
+
+
+# --- outliers -----------------------------------------------------------------------------
+
+TODAY_OUTLIER = date(2026, 3, 22)  # 30 days after the previous reading (2026-02-20)
+
+
+def outlier_ids(consumption: str, history: tuple[str, int] | None) -> list[int]:
+    r = reg(id=7, previous="1000")
+    item = Checked(r, D(1000) + D(consumption), D(1000), D(consumption))
+    totals = {} if history is None else {7: (D(history[0]), history[1])}
+    found = outliers([item], totals, today=TODAY_OUTLIER, factor=D(3), min_days=60)
+    return [c.register.id for c in found]
+
+
+def test_consumption_per_day_above_three_times_the_average_is_an_outlier() -> None:
+    """History 900 kWh over 90 days = 10/day; 30 days at 31/day = 930 > 3 × 10."""
+    assert outlier_ids("930", ("900", 90)) == [7]
+
+
+def test_consumption_at_exactly_three_times_the_average_is_not_an_outlier() -> None:
+    assert outlier_ids("900", ("900", 90)) == []
+
+
+def test_history_shorter_than_the_minimum_is_never_an_outlier() -> None:
+    assert outlier_ids("5000", ("100", 59)) == []
+
+
+def test_no_history_or_no_use_is_never_an_outlier() -> None:
+    assert outlier_ids("5000", None) == []
+    assert outlier_ids("5000", ("0", 365)) == []
+
+
+def test_days_since_previous_is_at_least_one_and_none_without_a_dated_previous() -> None:
+    assert days_since_previous(reg(previous="1"), date(2026, 2, 20)) == 1
+    assert days_since_previous(reg(previous="1"), date(2026, 3, 22)) == 30
+    assert days_since_previous(reg(previous="1", previous_on=date.min), date(2026, 3, 22)) is None
+    assert days_since_previous(reg(), date(2026, 3, 22)) is None
 
 
 def test_ordered_registers_put_electricity_day_night_then_water_kitchen_bath() -> None:

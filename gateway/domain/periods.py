@@ -1,0 +1,58 @@
+"""Billing periods and the acceptance window.
+
+Readings received from ``start`` to ``end`` day of a month (inclusive, in the supplier's
+time zone) count for that month's period. Outside the window the policy decides:
+``reject`` refuses them (``outside_window``); ``next_period`` accepts them for the period
+whose window comes next — this month's when the window is still ahead (before the 15th),
+next month's when it has passed (after the 25th).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+
+
+class WindowPolicy(StrEnum):
+    REJECT = "reject"
+    NEXT_PERIOD = "next_period"
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    start: int = 15
+    end: int = 25
+    policy: WindowPolicy = WindowPolicy.NEXT_PERIOD
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.start <= self.end <= 31:
+            raise ValueError(f"acceptance window must be 1 <= start <= end <= 31: {self}")
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a reading taken on a day belongs."""
+
+    period: str  # "YYYY-MM"
+    inside: bool  # taken within the window
+    opens: date  # the first day of the window the reading counts for
+
+    def later_than(self, day: date) -> bool:
+        """Counted for a later period than the month ``day`` is in."""
+        return self.period != f"{day:%Y-%m}"
+
+
+def place(day: date, window: Window) -> Placement:
+    """The billing period of a reading taken on ``day`` (a local date)."""
+    if window.start <= day.day <= window.end:
+        return Placement(f"{day:%Y-%m}", True, day.replace(day=window.start))
+    if day.day < window.start:
+        return Placement(f"{day:%Y-%m}", False, day.replace(day=window.start))
+    following = date(day.year + day.month // 12, day.month % 12 + 1, window.start)
+    return Placement(f"{following:%Y-%m}", False, following)
+
+
+def previous_period(period: str) -> str:
+    year, month = map(int, period.split("-"))
+    return f"{year - (month == 1)}-{(month - 2) % 12 + 1:02d}"
