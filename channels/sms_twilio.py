@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from urllib.parse import parse_qsl
 
+import aiohttp
 import structlog
 from aiohttp import web
 from twilio.request_validator import RequestValidator
@@ -79,3 +80,38 @@ class TwilioSmsChannel:
 
 def _parse_form(body: bytes) -> dict[str, str]:
     return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+
+
+class TwilioRestSender:
+    """Sends an SMS through Twilio's REST API (``POST /2010-04-01/Accounts/{Sid}/Messages.json``).
+
+    ``api_base`` points at Twilio, or at a loopback fake in tests."""
+
+    def __init__(
+        self, *, account_sid: str, auth_token: str, from_number: str, api_base: str
+    ) -> None:
+        self._url = f"{api_base.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
+        self._headers = {"Authorization": aiohttp.encode_basic_auth(account_sid, auth_token)}
+        self._from = from_number
+        self.configured = bool(account_sid and auth_token and from_number)
+
+    async def send(self, to: str, body: str) -> bool:
+        if not self.configured:
+            log.warning("sms_not_sent", reason="Twilio REST API is not configured")
+            return False
+        form = {"To": to, "From": self._from, "Body": body}
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+                session.post(self._url, data=form, headers=self._headers) as response,
+            ):
+                if response.status in (200, 201):
+                    return True
+                log.warning("sms_not_sent", status=response.status, to=_mask(to))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("sms_not_sent", error=str(exc), to=_mask(to))
+        return False
+
+
+def _mask(phone: str) -> str:
+    return f"{phone[:5]}***{phone[-4:]}" if len(phone) >= 10 else "***"

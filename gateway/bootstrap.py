@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from channels.sms_twilio import TwilioSmsChannel
+from channels.sms_twilio import TwilioRestSender, TwilioSmsChannel
 from gateway.app import build_app
 from gateway.intake import Clock, Intake
+from gateway.review import Review
 from gateway.settings import Settings
 from gateway.storage import Database
 
@@ -26,6 +27,22 @@ class Gateway:
     db: Database
     intake: Intake
     clock: Clock
+
+    @property
+    def review(self) -> Review:
+        return Review(self.db, self.notify, self.clock)
+
+    async def notify(self, channel: str, recipient: str, text: str) -> bool:
+        """Send on the channel the customer wrote from (SMS: Twilio's REST API)."""
+        if channel == "sms":
+            sender = TwilioRestSender(
+                account_sid=self.settings.twilio_account_sid,
+                auth_token=self.settings.twilio_auth_token,
+                from_number=self.settings.twilio_from,
+                api_base=self.settings.twilio_api_base,
+            )
+            return await sender.send(recipient, text)
+        return False
 
     def web_app(self) -> web.Application:
         sms = TwilioSmsChannel(

@@ -19,6 +19,7 @@ from gateway.domain.errors import SchemaMismatch
 from gateway.domain.model import InboundMessage
 from gateway.registry import ORDER, FileReport, import_file
 from gateway.settings import Settings, SettingsError
+from gateway.storage.database import HeldReading
 
 log = structlog.get_logger("gateway.cli")
 
@@ -40,6 +41,16 @@ def _parser() -> argparse.ArgumentParser:
     sms.add_argument("--json", action="store_true", help="print one outcome object per line")
     sms.add_argument("text", nargs="?", metavar="TEXT")
 
+    review = sub.add_parser("review", help="decide on readings held as outliers")
+    review_sub = review.add_subparsers(dest="action", required=True)
+    review_list = review_sub.add_parser("list", help="held submissions, oldest first")
+    review_list.add_argument("--json", action="store_true")
+    approve = review_sub.add_parser("approve", help="accept a held submission and bill it")
+    approve.add_argument("id", type=int, help="the submission (message) id from 'review list'")
+    reject = review_sub.add_parser("reject", help="refuse a held submission")
+    reject.add_argument("id", type=int)
+    reject.add_argument("--reason", required=True, help="told to the customer")
+
     readings = sub.add_parser("readings", help="the history of an account's readings")
     readings.add_argument("account")
     readings.add_argument("--json", action="store_true")
@@ -56,7 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     gateway_logging.configure(settings.log_format, settings.log_level)
     if args.command == "serve":
         return _serve(settings, args.host or settings.host, args.port or settings.port)
-    handler = {"import": _import, "sms": _sms, "readings": _readings}[args.command]
+    handler = {"import": _import, "sms": _sms, "readings": _readings, "review": _review}[
+        args.command
+    ]
     try:
         return asyncio.run(_with_gateway(settings, handler, args))
     except SchemaMismatch as exc:
@@ -161,6 +174,52 @@ async def _readings(gw: Gateway, args: argparse.Namespace) -> int:
             f"+{r.consumption} via {r.channel} [{r.status}]"
         )
     return 0
+
+
+async def _review(gw: Gateway, args: argparse.Namespace) -> int:
+    review = gw.review
+    if args.action == "list":
+        held = await review.held()
+        if args.json:
+            print(json.dumps([_held_json(h) for h in held], ensure_ascii=False))
+            return 0
+        if not held:
+            print("nothing is held for review")
+        for h in held:
+            per_day = "" if not h.days else f" ({h.consumption / h.days:.2f}/day over {h.days} d)"
+            print(
+                f"{h.message_id}: ЛС {h.account} meter {h.meter} {h.zone} {h.value} "
+                f"+{h.consumption}{per_day} period {h.period} via {h.channel}"
+            )
+        return 0
+    if args.action == "approve":
+        decided = await review.approve(args.id)
+    else:
+        decided = await review.reject(args.id, args.reason)
+    if not decided:
+        print(f"gateway review: nothing of submission {args.id} is held", file=sys.stderr)
+        return 1
+    verb = "approved" if args.action == "approve" else "rejected"
+    print(f"{verb} submission {args.id}: {len(decided)} reading(s) of ЛС {decided[0].account}")
+    return 0
+
+
+def _held_json(h: HeldReading) -> dict[str, object]:
+    return {
+        "id": h.message_id,
+        "reading_id": h.reading_id,
+        "account": h.account,
+        "meter": h.meter,
+        "service": h.service,
+        "zone": h.zone,
+        "value": format(h.value, "f"),
+        "previous": None if h.previous is None else format(h.previous, "f"),
+        "consumption": format(h.consumption, "f"),
+        "days": h.days,
+        "period": h.period,
+        "taken_at": h.taken_at.isoformat(),
+        "channel": h.channel,
+    }
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:

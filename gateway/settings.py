@@ -29,6 +29,10 @@ class Settings:
     port: int = 8080
     public_url: str = "http://127.0.0.1:8080"
     twilio_auth_token: str = ""
+    # Sending SMS on our own initiative (review decisions) through Twilio's REST API.
+    twilio_account_sid: str = ""
+    twilio_from: str = ""
+    twilio_api_base: str = "https://api.twilio.com"
     billing_url: str = ""
     timezone: str = "Europe/Moscow"
     log_format: str = "auto"

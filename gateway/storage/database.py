@@ -76,6 +76,24 @@ class HistoryRow:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldReading:
+    reading_id: int
+    message_id: int
+    account: str
+    meter: str
+    service: str
+    zone: str
+    value: Decimal
+    previous: Decimal | None
+    consumption: Decimal
+    days: int | None
+    taken_at: datetime
+    period: str
+    channel: str
+    sender: str
+
+
+@dataclass(frozen=True, slots=True)
 class UpsertCounts:
     inserted: int = 0
     updated: int = 0
@@ -160,6 +178,28 @@ _HISTORY = select(_r.register_id, _r.consumption, _r.days).where(
 )
 _REPLACE = (
     t.readings.update().where(_r.id.in_(bindparam("ids", expanding=True))).values(status="replaced")
+)
+_HELD = (
+    select(
+        _r.id,
+        _r.message_id,
+        _r.register_id,
+        _r.value,
+        _r.previous,
+        _r.consumption,
+        _r.days,
+        _r.taken_at,
+        _r.period,
+        _r.replaces_id,
+        _reg.account,
+        _reg.meter,
+        _reg.service,
+        _reg.zone,
+        _m.channel,
+        _m.sender,
+    )
+    .join(t.registers, _reg.id == _r.register_id)
+    .join(t.messages, _m.id == _r.message_id)
 )
 # Any period sorts before this one: "the latest accepted reading of all".
 LATEST = "9999-12"
@@ -296,6 +336,40 @@ def _outbox_payload(
         "consumption": format(item.consumption, "f"),
         "taken_at": taken_at.isoformat(),
     }
+
+
+def _held_reading(row: Any) -> HeldReading:
+    return HeldReading(
+        row.id,
+        row.message_id,
+        row.account,
+        row.meter,
+        row.service,
+        row.zone,
+        row.value,
+        row.previous,
+        row.consumption,
+        row.days,
+        row.taken_at,
+        row.period,
+        row.channel,
+        row.sender,
+    )
+
+
+def _held_payload(row: Any) -> dict[str, Any]:
+    register = Register(
+        id=row.register_id,
+        account=row.account,
+        meter=row.meter,
+        service=Service(row.service),
+        zone=Zone(row.zone),
+        capacity=Capacity(1, 0),  # not used by the payload
+        verified_until=None,
+        previous=None,
+    )
+    item = NewReading(register, row.value, row.previous, row.consumption, row.days, row.replaces_id)
+    return _outbox_payload(row.id, register, item, row.taken_at, row.period)
 
 
 def _new_id(result: CursorResult[Any]) -> int:
@@ -524,6 +598,32 @@ class UnitOfWork:
                 for payload in payloads
             ],
         )
+
+    # ----- review of held readings -------------------------------------------------------
+
+    def held(self) -> list[HeldReading]:
+        """Readings held for an operator, oldest first."""
+        rows = self.conn.execute(_HELD.where(_r.status == "held").order_by(_r.message_id, _r.id))
+        return [_held_reading(row) for row in rows]
+
+    def decide(
+        self, message_id: int, *, approve: bool, note: str | None, now: datetime
+    ) -> list[HeldReading]:
+        """Approve (accepted, queued for billing) or decline the held readings of one
+        message; returns them, or an empty list when nothing of it is held any more."""
+        rows = self.conn.execute(
+            _HELD.where(_r.status == "held", _r.message_id == message_id).order_by(_r.id)
+        ).all()
+        if not rows:
+            return []
+        ids = [row.id for row in rows]
+        status = "accepted" if approve else "declined"
+        self.conn.execute(
+            t.readings.update().where(_r.id.in_(ids)).values(status=status, review_note=note)
+        )
+        if approve:
+            self._enqueue([_held_payload(row) for row in rows], now)
+        return [_held_reading(row) for row in rows]
 
     def history(self, account: str) -> list[HistoryRow]:
         query = (

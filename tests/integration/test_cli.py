@@ -139,3 +139,12 @@ def test_a_database_from_an_older_version_is_refused_with_a_clear_message(
     assert result.returncode == 2
     assert "was made by another version of the gateway" in result.stderr
     assert "readings.period" in result.stderr
+
+
+def test_review_commands_report_when_nothing_is_held(env: dict[str, str]) -> None:
+    listed = run(["review", "list"], env)
+    approved = run(["review", "approve", "7"], env)
+
+    assert (listed.returncode, listed.stdout) == (0, "nothing is held for review\n")
+    assert approved.returncode == 1
+    assert "nothing of submission 7 is held" in approved.stderr

@@ -1,0 +1,127 @@
+"""Operator review of held readings, the customer told through a loopback Twilio REST fake."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from gateway.bootstrap import Gateway, gateway
+from gateway.settings import Settings
+from gateway.storage import tables as t
+from tests.conftest import Clock, select_rows
+from tests.integration.test_intake import send
+from tests.integration.test_periods import _history
+
+SID = "AC" + "1" * 32
+
+
+@dataclass
+class FakeTwilio:
+    """Speaks the part of Twilio's REST API the gateway uses: create a Message."""
+
+    sent: list[dict[str, str]] = field(default_factory=list)
+    url: str = ""
+
+    async def create_message(self, request: web.Request) -> web.Response:
+        expected = "Basic " + base64.b64encode(f"{SID}:test-auth-token".encode()).decode()
+        if request.match_info["sid"] != SID or request.headers.get("Authorization") != expected:
+            return web.json_response({"code": 20003, "message": "Authenticate"}, status=401)
+        form = dict(await request.post())
+        self.sent.append({k: str(v) for k, v in form.items()})
+        return web.json_response({"sid": "SM" + "f" * 32, "status": "queued"}, status=201)
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[FakeTwilio]:
+    fake = FakeTwilio()
+    app = web.Application()
+    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", fake.create_message)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    fake.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    yield fake
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def held(
+    settings: Settings, clock: Clock, tmp_path: Path, twilio: FakeTwilio
+) -> AsyncIterator[Gateway]:
+    """A gateway whose account 1234567891 has one submission held for review."""
+    configured = replace(
+        settings, twilio_account_sid=SID, twilio_from="+79000000000", twilio_api_base=twilio.url
+    )
+    async with gateway(configured, clock) as gw:
+        await _history(gw, clock, tmp_path)
+        outcome = await send(gw, "1234567891 5530", sender="+79121234567")
+        assert outcome.status == "held"
+        yield gw
+
+
+async def test_review_lists_the_held_submission(held: Gateway) -> None:
+    (item,) = await held.review.held()
+
+    assert (item.account, item.value, item.consumption, item.days) == ("1234567891", 5530, 930, 31)
+
+
+async def test_approving_accepts_queues_for_billing_and_tells_the_customer(
+    held: Gateway, twilio: FakeTwilio
+) -> None:
+    (item,) = await held.review.held()
+
+    decided = await held.review.approve(item.message_id)
+
+    assert [d.reading_id for d in decided] == [item.reading_id]
+    reading = next(r for r in await select_rows(held.db, t.readings) if r["id"] == item.reading_id)
+    assert reading["status"] == "accepted"
+    outbox = await select_rows(held.db, t.outbox)
+    assert json.loads(outbox[-1]["payload"])["reading_id"] == item.reading_id
+    assert twilio.sent == [
+        {
+            "To": "+79121234567",
+            "From": "+79000000000",
+            "Body": "ЛС 1234567891: показания проверены и приняты.",
+        }
+    ]
+    assert await held.review.held() == []
+
+
+async def test_rejecting_declines_with_the_reason_and_tells_the_customer(
+    held: Gateway, twilio: FakeTwilio
+) -> None:
+    (item,) = await held.review.held()
+
+    await held.review.reject(item.message_id, "Проверьте показание и отправьте снова.")
+
+    reading = next(r for r in await select_rows(held.db, t.readings) if r["id"] == item.reading_id)
+    assert (reading["status"], reading["review_note"]) == (
+        "declined",
+        "Проверьте показание и отправьте снова.",
+    )
+    assert len(await select_rows(held.db, t.outbox)) == 2  # nothing new for billing
+    assert twilio.sent[0]["Body"] == (
+        "ЛС 1234567891: показания не приняты. Проверьте показание и отправьте снова."
+    )
+
+
+async def test_a_decided_submission_cannot_be_decided_again(held: Gateway) -> None:
+    (item,) = await held.review.held()
+    await held.review.approve(item.message_id)
+
+    assert await held.review.reject(item.message_id, "late") == []
+
+
+async def test_a_correction_replaces_a_held_reading(held: Gateway) -> None:
+    """The customer fixes the typo that caused the hold: the held reading is replaced."""
+    outcome = await send(held, "1234567891 4900", sender="+79121234567")
+
+    assert outcome.status == "accepted"
+    assert await held.review.held() == []
