@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from billing_bridge.remote_charge import RemoteCharge
 from channels.sms_twilio import TwilioRestSender, TwilioSmsChannel
 from gateway.app import build_app
 from gateway.intake import Clock, Intake
@@ -63,6 +64,11 @@ async def gateway(
     db = Database(settings.database_url)
     try:
         await db.create_schema()
-        yield Gateway(settings, db, Intake(db, settings, clock), clock)
+        quote = (
+            RemoteCharge(settings.billing_charge_url, settings.billing_charge_timeout)
+            if settings.billing_charge_url
+            else None
+        )
+        yield Gateway(settings, db, Intake(db, settings, clock, quote), clock)
     finally:
         await db.dispose()

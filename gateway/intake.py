@@ -15,8 +15,9 @@ from gateway import replies
 from gateway.domain import matching, rules
 from gateway.domain.errors import ErrorCode
 from gateway.domain.model import Account, InboundMessage
-from gateway.domain.outcome import Outcome, OutcomeError, ReadingLine, Status
+from gateway.domain.outcome import Charge, Outcome, OutcomeError, ReadingLine, Status
 from gateway.domain.periods import WindowPolicy, place
+from gateway.domain.ports import ChargeQuote
 from gateway.settings import Settings
 from gateway.storage import Database, UnitOfWork
 from gateway.storage.database import NewReading
@@ -48,6 +49,16 @@ class _Decision:
     taken_on: date | None = None
     period: str | None = None
     held: bool = False
+    # For a confirmation: the reply for another charge (billing's own), and its date.
+    rerender: Callable[[Charge], str] | None = None
+    charge_on: date | None = None
+
+
+@dataclass
+class _Handled:
+    outcome: Outcome
+    message_id: int | None = None  # None: answered from an earlier delivery
+    decision: _Decision | None = None
 
 
 class Intake:
@@ -56,20 +67,28 @@ class Intake:
     The transaction logic is synchronous (see :class:`gateway.storage.Database`); only the
     hop into it is awaited."""
 
-    def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        clock: Clock,
+        quote: ChargeQuote | None = None,
+    ) -> None:
         self._db = db
         self._settings = settings
         self._clock = clock
+        self._quote = quote
 
     async def __call__(self, message: InboundMessage) -> Outcome:
         """Handle one message; it is stored with its outcome before this returns."""
         try:
             try:
-                outcome = await self._db.run(lambda uow: self._handle(uow, message))
+                handled = await self._db.run(lambda uow: self._handle(uow, message))
             except IntegrityError:
                 # A concurrent delivery of the same external id committed first: this
                 # attempt now finds it and answers exactly as that one did.
-                outcome = await self._db.run(lambda uow: self._handle(uow, message))
+                handled = await self._db.run(lambda uow: self._handle(uow, message))
+            outcome = await self._billing_charge(handled)
         except Exception:
             log.exception(
                 "message_failed", channel=message.channel, sender=mask_sender(message.sender)
@@ -89,11 +108,27 @@ class Intake:
         )
         return outcome
 
-    def _handle(self, uow: UnitOfWork, message: InboundMessage) -> Outcome:
+    async def _billing_charge(self, handled: _Handled) -> Outcome:
+        """Billing's own charge instead of ours when it answers in time; the stored outcome
+        is updated before the reply goes out. The database is not held while waiting."""
+        decision, outcome = handled.decision, handled.outcome
+        if self._quote is None or decision is None or decision.rerender is None:
+            return outcome
+        assert decision.charge_on is not None and outcome.account is not None
+        charge = await self._quote(outcome.account, outcome.readings, decision.charge_on)
+        if charge is None:
+            return outcome
+        quoted = replace(outcome, charge=charge, reply=decision.rerender(charge))
+        message_id = handled.message_id
+        assert message_id is not None
+        await self._db.run(lambda uow: uow.update_outcome(message_id, quoted))
+        return quoted
+
+    def _handle(self, uow: UnitOfWork, message: InboundMessage) -> _Handled:
         if message.external_id is not None:
             stored = uow.find_message(message.channel, message.external_id)
             if stored is not None:
-                return Outcome.from_json(stored.outcome)
+                return _Handled(Outcome.from_json(stored.outcome))
         if message.sender and self._is_rate_limited(uow, message):
             decision = _Decision(_rejected(None, ErrorCode.RATE_LIMITED, None))
         else:
@@ -109,7 +144,7 @@ class Intake:
                 decision.period,
                 held=decision.held,
             )
-        return decision.outcome
+        return _Handled(decision.outcome, message_id, decision)
 
     def _is_rate_limited(self, uow: UnitOfWork, message: InboundMessage) -> bool:
         since = message.received_at - timedelta(minutes=1)
@@ -143,7 +178,8 @@ class Intake:
             if any(r.current is not None and r.current.held for r, _ in pairs):
                 return _Decision(_held(account.number, repeated))
             on = repeated_on(repeated, today)
-            return _Decision(self._confirm(uow, account, repeated, on, Status.DUPLICATE))
+            outcome = self._confirm(uow, account, repeated, on, Status.DUPLICATE)
+            return _Decision(outcome, rerender=_rerender(outcome), charge_on=on)
         result = rules.check(pairs, today=today, max_jump=settings.max_jump)
         if isinstance(result, rules.Rejection):
             reply = replies.rejected(account, result, today)
@@ -172,13 +208,10 @@ class Intake:
         outcome = self._confirm(uow, account, result, today, Status.ACCEPTED)
         corrected = any(item.replaces is not None for item in new)
         later = placement.period if placement.later_than(today) else None
-        if corrected or later:
-            assert outcome.charge is not None
-            text = replies.accepted(
-                account.number, outcome.readings, outcome.charge, corrected=corrected, period=later
-            )
-            outcome = replace(outcome, reply=text)
-        return _Decision(outcome, new, today, placement.period)
+        rerender = _rerender(outcome, corrected=corrected, period=later)
+        assert outcome.charge is not None
+        outcome = replace(outcome, reply=rerender(outcome.charge))
+        return _Decision(outcome, new, today, placement.period, rerender=rerender, charge_on=today)
 
     def _unreadable(self, uow: UnitOfWork, message: InboundMessage, err: ParseError) -> Outcome:
         """Text that is not readings: the help once a day for chatter, else the problem and
@@ -231,6 +264,17 @@ def repeated_on(checked: list[rules.Checked], default: date) -> date:
     """The date the repeated readings were first taken (their tariff date)."""
     dates = [c.register.current.taken_on for c in checked if c.register.current]
     return max(dates, default=default)
+
+
+def _rerender(
+    outcome: Outcome, *, corrected: bool = False, period: str | None = None
+) -> Callable[[Charge], str]:
+    """The confirmation text of ``outcome`` for a given charge."""
+    account = outcome.account
+    assert account is not None
+    return lambda charge: replies.accepted(
+        account, outcome.readings, charge, corrected=corrected, period=period
+    )
 
 
 def _held(account: str, checked: Sequence[rules.Checked]) -> Outcome:

@@ -34,6 +34,10 @@ class Settings:
     twilio_from: str = ""
     twilio_api_base: str = "https://api.twilio.com"
     billing_url: str = ""
+    # Billing's own preliminary charge (optional): POST here, the local figure when it
+    # does not answer within the timeout (seconds).
+    billing_charge_url: str = ""
+    billing_charge_timeout: float = 2.0
     timezone: str = "Europe/Moscow"
     log_format: str = "auto"
     log_level: str = "info"
@@ -72,6 +76,7 @@ class Settings:
             out[f.name] = "***" if f.name in SECRET_FIELDS and value else value
         out["database_url"] = _mask_url(self.database_url)
         out["billing_url"] = _mask_url(self.billing_url)
+        out["billing_charge_url"] = _mask_url(self.billing_charge_url)
         return out
 
     def __repr__(self) -> str:
@@ -125,6 +130,8 @@ def _coerce(name: str, kind: Any, raw: Any) -> Any:
     try:
         if kind in ("int", int):
             return int(raw)
+        if kind in ("float", float):
+            return float(raw)
         return str(raw)
     except (TypeError, ValueError) as exc:
         raise SettingsError(f"setting {name}: cannot use {raw!r}") from exc

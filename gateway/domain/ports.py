@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import date
 from typing import Protocol
 
 from gateway.domain.model import InboundMessage
-from gateway.domain.outcome import Outcome
+from gateway.domain.outcome import Charge, Outcome, ReadingLine
 
 
 class OnInbound(Protocol):
@@ -20,3 +22,12 @@ class Notifier(Protocol):
     why) when that channel cannot send on its own initiative or the send failed."""
 
     async def __call__(self, channel: str, recipient: str, text: str) -> bool: ...
+
+
+class ChargeQuote(Protocol):
+    """Billing's own preliminary charge for accepted readings, or None when billing does
+    not answer in time (the caller then keeps its local calculation)."""
+
+    async def __call__(
+        self, account: str, readings: Sequence[ReadingLine], on: date
+    ) -> Charge | None: ...

@@ -445,6 +445,17 @@ class UnitOfWork:
         )
         return _new_id(result)
 
+    def update_outcome(self, message_id: int, outcome: Outcome) -> None:
+        """Replace a recorded outcome (billing's own charge arrived after the commit)."""
+        self.conn.execute(
+            t.messages.update()
+            .where(_m.id == message_id)
+            .values(
+                reply=outcome.reply,
+                outcome=json.dumps(outcome.to_json(), ensure_ascii=False),
+            )
+        )
+
     # ----- registry reads ---------------------------------------------------------------
 
     def load_account(

@@ -1,0 +1,106 @@
+"""Billing's own preliminary charge, with the local one as the fallback (loopback fake)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from gateway.bootstrap import Gateway, gateway
+from gateway.settings import Settings
+from gateway.storage import tables as t
+from tests.conftest import Clock, load_registry, select_rows
+from tests.integration.test_intake import send
+
+
+@dataclass
+class FakeCharge:
+    """A billing charge endpoint whose behaviour each test sets."""
+
+    mode: str = "answer"  # answer | slow | error
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    url: str = ""
+
+    async def charge(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append(body)
+        if self.mode == "slow":
+            await asyncio.sleep(5)
+        if self.mode == "error":
+            return web.json_response({"error": "down"}, status=503)
+        return web.json_response(
+            {
+                "lines": [
+                    {
+                        "meter": "611002",
+                        "zone": "single",
+                        "consumption": "79",
+                        "tariff": "6.50",
+                        "amount": "513.50",
+                    }
+                ],
+                "debt": "0.00",
+                "total": "513.50",
+            }
+        )
+
+
+@pytest.fixture
+async def billing() -> AsyncIterator[FakeCharge]:
+    fake = FakeCharge()
+    app = web.Application()
+    app.router.add_post("/charge", fake.charge)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    fake.url = f"http://127.0.0.1:{runner.addresses[0][1]}/charge"
+    yield fake
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def gw_quoting(
+    settings: Settings, clock: Clock, tmp_path: Path, billing: FakeCharge
+) -> AsyncIterator[Gateway]:
+    configured = replace(settings, billing_charge_url=billing.url, billing_charge_timeout=0.5)
+    async with gateway(configured, clock) as gw:
+        await load_registry(gw, tmp_path)
+        yield gw
+
+
+async def test_billings_charge_is_used_and_stored_when_it_answers(
+    gw_quoting: Gateway, billing: FakeCharge
+) -> None:
+    outcome = await send(gw_quoting, "1234567891 4600")
+
+    assert outcome.charge is not None and outcome.charge.total == Decimal("513.50")
+    assert outcome.reply == "Принято, ЛС 1234567891: ЭЭ 4600. Предварительно к оплате 513,50 ₽."
+    assert billing.requests[0]["account"] == "1234567891"
+    assert billing.requests[0]["readings"][0]["consumption"] == "79"
+    (message,) = await select_rows(gw_quoting.db, t.messages)
+    assert message["reply"] == outcome.reply
+    assert json.loads(message["outcome"])["charge"]["total"] == "513.50"
+
+
+@pytest.mark.parametrize("mode", ["slow", "error"])
+async def test_the_local_charge_is_used_when_billing_is_late_or_fails(
+    gw_quoting: Gateway, billing: FakeCharge, mode: str
+) -> None:
+    billing.mode = mode
+    started = time.monotonic()
+
+    outcome = await send(gw_quoting, "1234567891 4600")
+
+    # 79 × 6.43 = 507.97, computed locally; the 0.5 s limit bounds the wait.
+    assert outcome.charge is not None and outcome.charge.total == Decimal("507.97")
+    assert time.monotonic() - started < 3
+    assert len(billing.requests) == 1
