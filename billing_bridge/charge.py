@@ -48,3 +48,28 @@ def preliminary_charge(
     owed = to_kopecks(debt) if debt > 0 else Decimal("0.00")
     total = sum((line.amount for line in lines if line.amount is not None), owed)
     return Charge(tuple(lines), to_kopecks(debt), to_kopecks(total))
+
+
+def normative_charge(
+    services: Iterable[Service], residents: int | None, tariffs: Sequence[Tariff], on: date
+) -> Decimal | None:
+    """What a month costs without readings: per service, residents × the normative of the
+    tariff in force × its price (the ``single`` zone's, else the first zone with a
+    normative), rounded per service. None when no service of the account has a normative
+    or the number of residents is unknown."""
+    if not residents:
+        return None
+    total: Decimal | None = None
+    for service in dict.fromkeys(services):
+        in_force = [t for t in tariffs if t.service is service and t.valid_from <= on]
+        latest: dict[Zone, Tariff] = {}
+        for tariff in sorted(in_force, key=lambda t: t.valid_from):
+            latest[tariff.zone] = tariff
+        with_normative = [t for t in latest.values() if t.normative is not None]
+        if not with_normative:
+            continue
+        chosen = next((t for t in with_normative if t.zone is Zone.SINGLE), with_normative[0])
+        assert chosen.normative is not None
+        amount = to_kopecks(residents * chosen.normative * chosen.price)
+        total = amount if total is None else total + amount
+    return total

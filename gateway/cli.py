@@ -13,6 +13,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from billing_bridge.charge import normative_charge
 from gateway import logging as gateway_logging
 from gateway.bootstrap import Gateway, gateway
 from gateway.domain.errors import SchemaMismatch
@@ -127,8 +128,8 @@ async def _sms(gw: Gateway, args: argparse.Namespace) -> int:
 
 
 async def _readings(gw: Gateway, args: argparse.Namespace) -> int:
-    account, rows = await gw.db.run(
-        lambda uow: (uow.load_account(args.account), uow.history(args.account))
+    account, rows, tariffs = await gw.db.run(
+        lambda uow: (uow.load_account(args.account), uow.history(args.account), uow.load_tariffs())
     )
     if account is None:
         print(f"gateway readings: unknown account {args.account}", file=sys.stderr)
@@ -165,6 +166,11 @@ async def _readings(gw: Gateway, args: argparse.Namespace) -> int:
             f"  meter {reg.meter} {reg.service.value}/{reg.zone.value} digits {reg.capacity}"
             f" last {last}"
         )
+    today = gw.clock().astimezone(gw.settings.zone).date()
+    services = [r.service for r in account.ordered_registers]
+    normative = normative_charge(services, account.residents, tariffs, today)
+    if normative is not None:
+        print(f"  without readings, by the normative ({account.residents} residents): {normative}")
     if not rows:
         print("  no readings received yet")
     for r in rows:

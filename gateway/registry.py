@@ -22,29 +22,6 @@ from gateway.storage import tables as t
 
 BATCH = 1000
 
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "accounts": (
-        "account",
-        "address",
-        "building",
-        "phone",
-        "debt",
-        "receipt_code",
-        "last_bill_total",
-    ),
-    "meters": (
-        "account",
-        "meter",
-        "service",
-        "zone",
-        "digits",
-        "verified_until",
-        "last_value",
-        "last_date",
-    ),
-    "tariffs": ("service", "zone", "price", "valid_from"),
-    "elders": ("email", "building"),
-}
 REQUIRED: dict[str, tuple[str, ...]] = {
     "accounts": ("account",),
     "meters": ("account", "meter", "service", "zone", "digits"),
@@ -128,7 +105,14 @@ def _account(row: Mapping[str, str]) -> dict[str, Any]:
         "debt": _decimal(row.get("debt") or "0", "debt"),
         "receipt_code": row.get("receipt_code", ""),
         "last_bill_total": _opt(row.get("last_bill_total", ""), _decimal, "last_bill_total"),
+        "residents": _opt(row.get("residents", ""), _count, "residents"),
     }
+
+
+def _count(text: str, name: str) -> int:
+    if not text.isdigit():
+        raise RowError(f"{name} must be a whole number: {text!r}")
+    return int(text)
 
 
 def _meter(row: Mapping[str, str]) -> dict[str, Any]:
@@ -161,11 +145,15 @@ def _tariff(row: Mapping[str, str]) -> dict[str, Any]:
     price = _decimal(row["price"], "price")
     if price < 0:
         raise RowError(f"price must not be negative: {row['price']!r}")
+    normative = _opt(row.get("normative", ""), _decimal, "normative")
+    if normative is not None and normative < 0:
+        raise RowError(f"normative must not be negative: {row['normative']!r}")
     return {
         "service": _enum(row["service"], Service, "service"),
         "zone": _enum(row["zone"], Zone, "zone"),
         "price": price,
         "valid_from": _date(row["valid_from"], "valid_from"),
+        "normative": normative,
     }
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 
-from billing_bridge.charge import tariff_in_force
+from billing_bridge.charge import normative_charge, tariff_in_force
 from gateway.domain.errors import ErrorCode
 from gateway.domain.model import Account, Service, Tariff, Zone
 from gateway.domain.outcome import Charge, ReadingLine
@@ -171,6 +171,12 @@ def last_readings(account: Account, tariffs: Sequence[Tariff], today: date) -> s
     elif prices:
         listed = ", ".join(f"{label} {_price(p)}" for label, p in prices.items())
         text += f" Тарифы ₽: {listed}."
+    services = [r.service for r in account.ordered_registers]
+    normative = normative_charge(services, account.residents, tariffs, today)
+    if normative is not None:
+        with_normative = f"{text} Без показаний по нормативу {money(normative)}."
+        if len(with_normative) <= SMS_LIMIT:
+            return with_normative
     return text
 
 

@@ -104,6 +104,7 @@ class Account:
     number: str
     debt: Decimal
     registers: tuple[Register, ...]
+    residents: int | None = None
 
     @property
     def ordered_registers(self) -> tuple[Register, ...]:
@@ -116,6 +117,8 @@ class Tariff:
     zone: Zone
     price: Decimal
     valid_from: date
+    # Normative consumption per resident per month, when the supplier charges one.
+    normative: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,6 +145,7 @@ _ACCOUNT_WITH_REGISTERS = (
     select(
         t.accounts.c.account.label("number"),
         t.accounts.c.debt,
+        t.accounts.c.residents,
         _reg.id,
         _reg.meter,
         _reg.service,
@@ -210,7 +211,13 @@ _LOCK_ACCOUNT = (
     .where(t.accounts.c.account == bindparam("account"))
     .with_for_update()
 )
-_TARIFFS = select(t.tariffs.c.service, t.tariffs.c.zone, t.tariffs.c.price, t.tariffs.c.valid_from)
+_TARIFFS = select(
+    t.tariffs.c.service,
+    t.tariffs.c.zone,
+    t.tariffs.c.price,
+    t.tariffs.c.valid_from,
+    t.tariffs.c.normative,
+)
 _INSERT_READINGS = t.readings.insert().returning(_r.id, sort_by_parameter_order=True)
 _INSERT_OUTBOX = t.outbox.insert()
 
@@ -523,7 +530,7 @@ class UnitOfWork:
                     current=current,
                 )
             )
-        return Account(rows[0].number, rows[0].debt, tuple(registers))
+        return Account(rows[0].number, rows[0].debt, tuple(registers), rows[0].residents)
 
     def history_totals(
         self, register_ids: Sequence[int], period: str
@@ -538,7 +545,10 @@ class UnitOfWork:
 
     def load_tariffs(self) -> list[Tariff]:
         rows = self.conn.execute(_TARIFFS)
-        return [Tariff(Service(r.service), Zone(r.zone), r.price, r.valid_from) for r in rows]
+        return [
+            Tariff(Service(r.service), Zone(r.zone), r.price, r.valid_from, r.normative)
+            for r in rows
+        ]
 
     # ----- readings and the outbox ------------------------------------------------------
 

@@ -85,6 +85,8 @@ accounts = Table(
     Column("debt", ExactDecimal, nullable=False),
     Column("receipt_code", String(64), nullable=False, default=""),
     Column("last_bill_total", ExactDecimal, nullable=True),
+    # People registered at the address: the normative charge without readings.
+    Column("residents", Integer, nullable=True),
 )
 
 registers = Table(
@@ -111,6 +113,8 @@ tariffs = Table(
     Column("zone", String(16), nullable=False),
     Column("price", ExactDecimal, nullable=False),
     Column("valid_from", Date, nullable=False),
+    # Normative consumption per resident per month (kWh, m³), charged without readings.
+    Column("normative", ExactDecimal, nullable=True),
     UniqueConstraint("service", "zone", "valid_from", name="uq_tariff"),
 )
 

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.bootstrap import Gateway
 from gateway.replies import SMS_LIMIT
-from tests.conftest import ACCOUNTS, METERS, Clock, Registry, load_registry
+from tests.conftest import ACCOUNTS, METERS, TARIFFS, Clock, Registry, load_registry
 from tests.integration.test_intake import send
 
 # An account with a two-rate meter and hot and cold water in kitchen and bath.
@@ -169,3 +169,26 @@ async def test_chatter_gets_the_help_once_a_day_not_an_error_storm(
     assert replies[0] is not None and "1234567890 12345 6789" in replies[0]
     assert replies[1:] == [None, None]
     assert next_day.reply == replies[0]
+
+
+async def test_last_readings_mention_the_normative_charge_without_readings(
+    gw: Gateway, tmp_path: Path
+) -> None:
+    accounts = ACCOUNTS.replace(
+        "account,address,building,phone,debt,receipt_code,last_bill_total",
+        "account,address,building,phone,debt,receipt_code,last_bill_total,residents",
+    ).replace("D4E5F6,812.15", "D4E5F6,812.15,3")
+    tariffs = TARIFFS.replace(
+        "service,zone,price,valid_from", "service,zone,price,valid_from,normative"
+    )
+    tariffs = tariffs.replace(
+        "electricity,single,6.43,2026-07-01", "electricity,single,6.43,2026-07-01,100"
+    )
+    await load_registry(gw, tmp_path, Registry(accounts, METERS, tariffs))
+
+    outcome = await send(gw, "ПОСЛЕДНИЕ 1234567891")
+
+    # 3 residents × 100 kWh × 6.43 ₽ = 1929.00 ₽
+    assert outcome.reply == (
+        "ЛС 1234567891: ЭЭ 4521 (19.10.26). Тариф 6,43 ₽. Без показаний по нормативу 1929,00 ₽."
+    )

@@ -370,3 +370,21 @@ def test_round_trip_keeps_the_exact_decimal_digits() -> None:
     assert back.charge is not None
     assert str(back.charge.debt) == "100.00"
     assert str(back.readings[1].value) == "6789.5"
+
+
+def test_normative_charge_is_residents_times_normative_times_price_per_service() -> None:
+    """2 residents × 100 kWh × 6.43 = 1286.00; hot water 2 × 3.5 m³ × 245.10 = 1715.70."""
+    from billing_bridge.charge import normative_charge
+
+    tariffs = [
+        Tariff(Service.ELECTRICITY, Zone.SINGLE, Decimal("5.82"), date(2026, 1, 1), Decimal(90)),
+        Tariff(Service.ELECTRICITY, Zone.SINGLE, Decimal("6.43"), date(2026, 7, 1), Decimal(100)),
+        Tariff(Service.HOT_WATER, Zone.SINGLE, Decimal("245.10"), date(2026, 7, 1), Decimal("3.5")),
+        Tariff(Service.COLD_WATER, Zone.SINGLE, Decimal("52.37"), date(2026, 7, 1)),
+    ]
+    services = [Service.ELECTRICITY, Service.HOT_WATER, Service.HOT_WATER, Service.COLD_WATER]
+
+    assert normative_charge(services, 2, tariffs, date(2026, 11, 20)) == Decimal("3001.70")
+    assert normative_charge(services, 2, tariffs, date(2026, 3, 1)) == Decimal("1047.60")
+    assert normative_charge(services, None, tariffs, date(2026, 11, 20)) is None
+    assert normative_charge([Service.COLD_WATER], 3, tariffs, date(2026, 11, 20)) is None
