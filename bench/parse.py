@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import random
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple
 
+from bench.common import code_version
 from parsers import ParseError, parse_submission
 from parsers.normalize import normalize
 
@@ -184,29 +184,6 @@ class Result:
     @property
     def micros(self) -> float:
         return self.best_seconds / self.messages * 1e6
-
-
-def code_version(root: Path) -> str:
-    """``<commit>`` of the checkout, ``+ N changed files`` when the tree is dirty."""
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.splitlines()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (no git)"
-    dirty = [line for line in changed if not line[3:].startswith("bench/")]
-    return f"{head} + {len(dirty)} uncommitted changes outside bench/" if dirty else head
 
 
 Contender = tuple[str, Callable[[str], object], Sequence[str]]

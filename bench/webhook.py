@@ -59,6 +59,8 @@ import aiohttp
 from sqlalchemy.engine import URL, make_url
 from twilio.request_validator import RequestValidator
 
+from bench.common import code_version
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 SMS_PATH = "/sms/twilio"
@@ -403,29 +405,6 @@ def sqlite_counts(path: Path) -> dict[str, int]:
             "readings": db.execute("SELECT count(*) FROM readings").fetchone()[0],
             "outbox rows": db.execute("SELECT count(*) FROM outbox").fetchone()[0],
         }
-
-
-def code_version(root: Path) -> str:
-    """``<commit>`` of the checkout, ``+ N changed files`` when the tree is dirty."""
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.splitlines()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (no git)"
-    dirty = [line for line in changed if not line[3:].startswith("bench/")]
-    return f"{head} + {len(dirty)} uncommitted changes outside bench/" if dirty else head
 
 
 # ----- the report ---------------------------------------------------------------------------

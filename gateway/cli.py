@@ -20,7 +20,7 @@ from gateway.domain.errors import SchemaMismatch
 from gateway.domain.model import InboundMessage
 from gateway.registry import ORDER, FileReport, import_file
 from gateway.settings import Settings, SettingsError
-from gateway.storage.database import HeldReading
+from gateway.storage.database import StoredReading
 
 log = structlog.get_logger("gateway.cli")
 
@@ -210,7 +210,7 @@ async def _review(gw: Gateway, args: argparse.Namespace) -> int:
     return 0
 
 
-def _held_json(h: HeldReading) -> dict[str, object]:
+def _held_json(h: StoredReading) -> dict[str, object]:
     return {
         "id": h.message_id,
         "reading_id": h.reading_id,

@@ -9,7 +9,7 @@ import structlog
 
 from gateway.domain.ports import Notifier
 from gateway.storage import Database
-from gateway.storage.database import HeldReading
+from gateway.storage.database import StoredReading
 
 log = structlog.get_logger("gateway.review")
 
@@ -20,18 +20,18 @@ class Review:
         self._notify = notify
         self._clock = clock
 
-    async def held(self) -> list[HeldReading]:
+    async def held(self) -> list[StoredReading]:
         return await self._db.run(lambda uow: uow.held())
 
-    async def approve(self, message_id: int) -> list[HeldReading]:
+    async def approve(self, message_id: int) -> list[StoredReading]:
         return await self._decide(message_id, approve=True, reason=None)
 
-    async def reject(self, message_id: int, reason: str) -> list[HeldReading]:
+    async def reject(self, message_id: int, reason: str) -> list[StoredReading]:
         return await self._decide(message_id, approve=False, reason=reason)
 
     async def _decide(
         self, message_id: int, *, approve: bool, reason: str | None
-    ) -> list[HeldReading]:
+    ) -> list[StoredReading]:
         now = self._clock()
         decided = await self._db.run(
             lambda uow: uow.decide(message_id, approve=approve, note=reason, now=now)

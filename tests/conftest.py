@@ -8,12 +8,14 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from sqlalchemy import Table, select
 from sqlalchemy.engine import make_url
 
@@ -168,3 +170,15 @@ async def select_rows(db: Database, table: Table) -> list[dict[str, Any]]:
 
 async def count_rows(db: Database, table: Table) -> int:
     return len(await select_rows(db, table))
+
+
+@asynccontextmanager
+async def loopback(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` over real HTTP on 127.0.0.1 (a free port); yields its base URL."""
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()

@@ -63,20 +63,7 @@ class NewReading:
 
 
 @dataclass(frozen=True, slots=True)
-class HistoryRow:
-    meter: str
-    service: str
-    zone: str
-    value: Decimal
-    previous: Decimal | None
-    consumption: Decimal
-    taken_at: datetime
-    channel: str
-    status: str
-
-
-@dataclass(frozen=True, slots=True)
-class HeldReading:
+class StoredReading:
     reading_id: int
     message_id: int
     account: str
@@ -91,6 +78,7 @@ class HeldReading:
     period: str
     channel: str
     sender: str
+    status: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +168,7 @@ _HISTORY = select(_r.register_id, _r.consumption, _r.days).where(
 _REPLACE = (
     t.readings.update().where(_r.id.in_(bindparam("ids", expanding=True))).values(status="replaced")
 )
-_HELD = (
+_STORED = (
     select(
         _r.id,
         _r.message_id,
@@ -198,6 +186,7 @@ _HELD = (
         _reg.zone,
         _m.channel,
         _m.sender,
+        _r.status,
     )
     .join(t.registers, _reg.id == _r.register_id)
     .join(t.messages, _m.id == _r.message_id)
@@ -345,8 +334,8 @@ def _outbox_payload(
     }
 
 
-def _held_reading(row: Any) -> HeldReading:
-    return HeldReading(
+def _stored_reading(row: Any) -> StoredReading:
+    return StoredReading(
         row.id,
         row.message_id,
         row.account,
@@ -361,6 +350,7 @@ def _held_reading(row: Any) -> HeldReading:
         row.period,
         row.channel,
         row.sender,
+        row.status,
     )
 
 
@@ -622,18 +612,18 @@ class UnitOfWork:
 
     # ----- review of held readings -------------------------------------------------------
 
-    def held(self) -> list[HeldReading]:
+    def held(self) -> list[StoredReading]:
         """Readings held for an operator, oldest first."""
-        rows = self.conn.execute(_HELD.where(_r.status == "held").order_by(_r.message_id, _r.id))
-        return [_held_reading(row) for row in rows]
+        rows = self.conn.execute(_STORED.where(_r.status == "held").order_by(_r.message_id, _r.id))
+        return [_stored_reading(row) for row in rows]
 
     def decide(
         self, message_id: int, *, approve: bool, note: str | None, now: datetime
-    ) -> list[HeldReading]:
+    ) -> list[StoredReading]:
         """Approve (accepted, queued for billing) or decline the held readings of one
         message; returns them, or an empty list when nothing of it is held any more."""
         rows = self.conn.execute(
-            _HELD.where(_r.status == "held", _r.message_id == message_id).order_by(_r.id)
+            _STORED.where(_r.status == "held", _r.message_id == message_id).order_by(_r.id)
         ).all()
         if not rows:
             return []
@@ -644,40 +634,12 @@ class UnitOfWork:
         )
         if approve:
             self._enqueue([_held_payload(row) for row in rows], now)
-        return [_held_reading(row) for row in rows]
+        return [_stored_reading(row) for row in rows]
 
-    def history(self, account: str) -> list[HistoryRow]:
-        query = (
-            select(
-                t.registers.c.meter,
-                t.registers.c.service,
-                t.registers.c.zone,
-                t.readings.c.value,
-                t.readings.c.previous,
-                t.readings.c.consumption,
-                t.readings.c.taken_at,
-                t.readings.c.status,
-                t.messages.c.channel,
-            )
-            .join(t.registers, t.readings.c.register_id == t.registers.c.id)
-            .join(t.messages, t.readings.c.message_id == t.messages.c.id)
-            .where(t.registers.c.account == account)
-            .order_by(t.readings.c.id)
-        )
-        return [
-            HistoryRow(
-                r.meter,
-                r.service,
-                r.zone,
-                r.value,
-                r.previous,
-                r.consumption,
-                r.taken_at,
-                r.channel,
-                r.status,
-            )
-            for r in self.conn.execute(query)
-        ]
+    def history(self, account: str) -> list[StoredReading]:
+        """Every reading received for the account, oldest first, whatever its status."""
+        rows = self.conn.execute(_STORED.where(_reg.account == account).order_by(_r.id))
+        return [_stored_reading(row) for row in rows]
 
     def outbox_counts(self) -> dict[str, int]:
         rows = self.conn.execute(

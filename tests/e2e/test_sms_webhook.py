@@ -10,13 +10,12 @@ from xml.etree import ElementTree
 
 import aiohttp
 import pytest
-from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from gateway.bootstrap import Gateway, gateway
 from gateway.settings import Settings
 from gateway.storage import tables as t
-from tests.conftest import Clock, count_rows, load_registry, select_rows
+from tests.conftest import Clock, count_rows, load_registry, loopback, select_rows
 
 TOKEN = "test-auth-token"
 PUBLIC = "https://gateway.example.org"
@@ -60,14 +59,8 @@ class Server:
 async def _serve(settings: Settings, clock: Clock, folder: Path) -> AsyncIterator[Server]:
     async with gateway(settings, clock) as gw:
         await load_registry(gw, folder)
-        runner = web.AppRunner(gw.web_app())
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        async with aiohttp.ClientSession() as session:
-            yield Server(gw, f"http://127.0.0.1:{port}", session)
-        await runner.cleanup()
+        async with loopback(gw.web_app()) as base, aiohttp.ClientSession() as session:
+            yield Server(gw, base, session)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from aiohttp import web
 from gateway.bootstrap import Gateway, gateway
 from gateway.settings import Settings
 from gateway.storage import tables as t
-from tests.conftest import Clock, load_registry, select_rows
+from tests.conftest import Clock, load_registry, loopback, select_rows
 from tests.integration.test_intake import send
 
 
@@ -58,13 +58,9 @@ async def billing() -> AsyncIterator[FakeCharge]:
     fake = FakeCharge()
     app = web.Application()
     app.router.add_post("/charge", fake.charge)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    fake.url = f"http://127.0.0.1:{runner.addresses[0][1]}/charge"
-    yield fake
-    await runner.cleanup()
+    async with loopback(app) as base:
+        fake.url = f"{base}/charge"
+        yield fake
 
 
 @pytest.fixture

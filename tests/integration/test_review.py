@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.bootstrap import Gateway, gateway
 from gateway.settings import Settings
 from gateway.storage import tables as t
-from tests.conftest import Clock, select_rows
+from tests.conftest import Clock, loopback, select_rows
 from tests.integration.test_intake import send
 from tests.integration.test_periods import _history
 
@@ -42,13 +42,8 @@ async def twilio() -> AsyncIterator[FakeTwilio]:
     fake = FakeTwilio()
     app = web.Application()
     app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", fake.create_message)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    fake.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    yield fake
-    await runner.cleanup()
+    async with loopback(app) as fake.url:
+        yield fake
 
 
 @pytest.fixture
