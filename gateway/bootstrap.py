@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -9,6 +10,8 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from billing_bridge.delivery import OutboxRelay, RelayPolicy
+from billing_bridge.http_billing import HttpBilling
 from billing_bridge.remote_charge import RemoteCharge
 from channels.sms_twilio import TwilioRestSender, TwilioSmsChannel
 from gateway.app import build_app
@@ -16,6 +19,7 @@ from gateway.intake import Clock, Intake
 from gateway.review import Review
 from gateway.settings import Settings
 from gateway.storage import Database
+from gateway.storage.outbox_store import EmbeddedBilling, SqlOutboxStore
 
 
 def utc_now() -> datetime:
@@ -32,6 +36,36 @@ class Gateway:
     @property
     def review(self) -> Review:
         return Review(self.db, self.notify, self.clock)
+
+    @asynccontextmanager
+    async def relay(self) -> AsyncIterator[OutboxRelay]:
+        """The outbox relay to billing's HTTP API, or to the embedded billing without one."""
+        s = self.settings
+        policy = RelayPolicy(
+            batch=s.relay_batch,
+            concurrency=s.relay_concurrency,
+            lease_seconds=s.relay_lease_seconds,
+            backoff_base=s.relay_backoff_base,
+            backoff_cap=s.relay_backoff_cap,
+        )
+        store = SqlOutboxStore(self.db)
+        if not s.billing_url:
+            yield OutboxRelay(store, EmbeddedBilling(self.db, self.clock), self.clock, policy)
+            return
+        client = HttpBilling(s.billing_url, s.billing_timeout)
+        try:
+            yield OutboxRelay(store, client, self.clock, policy)
+        finally:
+            await client.close()
+
+    async def relay_in_background(self, app: web.Application) -> AsyncIterator[None]:
+        """aiohttp cleanup context: the relay runs while the server does."""
+        stop = asyncio.Event()
+        async with self.relay() as relay:
+            task = asyncio.create_task(relay.run_forever(stop, self.settings.relay_interval))
+            yield
+            stop.set()
+            await task
 
     async def notify(self, channel: str, recipient: str, text: str) -> bool:
         """Send on the channel the customer wrote from (SMS: Twilio's REST API)."""
@@ -53,7 +87,9 @@ class Gateway:
             clock=self.clock,
             max_body_bytes=self.settings.max_body_bytes,
         )
-        return build_app(sms, self.settings.max_body_bytes)
+        app = build_app(sms, self.settings.max_body_bytes)
+        app.cleanup_ctx.append(self.relay_in_background)
+        return app
 
 
 @asynccontextmanager

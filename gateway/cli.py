@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from gateway.domain.model import InboundMessage
 from gateway.registry import ORDER, FileReport, import_file
 from gateway.settings import Settings, SettingsError
 from gateway.storage.database import StoredReading
+from gateway.storage.outbox_store import SqlOutboxStore
 
 log = structlog.get_logger("gateway.cli")
 
@@ -41,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     sms.add_argument("--from", dest="sender", default="", metavar="PHONE")
     sms.add_argument("--json", action="store_true", help="print one outcome object per line")
     sms.add_argument("text", nargs="?", metavar="TEXT")
+
+    outbox = sub.add_parser("outbox", help="the relay of accepted readings to billing")
+    outbox_sub = outbox.add_subparsers(dest="action", required=True)
+    relay = outbox_sub.add_parser("relay", help="deliver readings to billing")
+    relay.add_argument("--once", action="store_true", help="deliver what is due now and exit")
+    status = outbox_sub.add_parser("status", help="pending, failed and delivered counts")
+    status.add_argument("--json", action="store_true")
 
     review = sub.add_parser("review", help="decide on readings held as outliers")
     review_sub = review.add_subparsers(dest="action", required=True)
@@ -68,9 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     gateway_logging.configure(settings.log_format, settings.log_level)
     if args.command == "serve":
         return _serve(settings, args.host or settings.host, args.port or settings.port)
-    handler = {"import": _import, "sms": _sms, "readings": _readings, "review": _review}[
-        args.command
-    ]
+    handler = {
+        "import": _import,
+        "sms": _sms,
+        "readings": _readings,
+        "review": _review,
+        "outbox": _outbox,
+    }[args.command]
     try:
         return asyncio.run(_with_gateway(settings, handler, args))
     except SchemaMismatch as exc:
@@ -179,6 +192,47 @@ async def _readings(gw: Gateway, args: argparse.Namespace) -> int:
             f"  {local:%Y-%m-%d %H:%M} {r.meter} {r.zone:<7} {r.value:>12} "
             f"+{r.consumption} via {r.channel} [{r.status}]"
         )
+    return 0
+
+
+async def _outbox(gw: Gateway, args: argparse.Namespace) -> int:
+    store = SqlOutboxStore(gw.db)
+    if args.action == "relay":
+        async with gw.relay() as relay:
+            if args.once:
+                report = await relay.run_once()
+                print(report)
+                return 1 if report.failed else 0
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            await relay.run_forever(stop, gw.settings.relay_interval)
+            return 0
+    state = await store.status(gw.clock())
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "pending": state.pending,
+                    "failed": state.failed,
+                    "delivered": state.delivered,
+                    "oldest_pending_seconds": state.oldest_pending_seconds,
+                    "failures": [
+                        {"id": i, "idempotency_key": k, "error": e} for i, k, e in state.failures
+                    ],
+                },
+                ensure_ascii=False,
+            )
+        )
+        return 0
+    age = "—" if state.oldest_pending_seconds is None else f"{state.oldest_pending_seconds:.0f} s"
+    print(
+        f"pending {state.pending}, failed {state.failed}, delivered {state.delivered}; "
+        f"oldest pending {age}"
+    )
+    for i, key, error in state.failures:
+        print(f"  failed {i} ({key}): {error}")
     return 0
 
 

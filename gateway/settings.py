@@ -38,6 +38,15 @@ class Settings:
     # does not answer within the timeout (seconds).
     billing_charge_url: str = ""
     billing_charge_timeout: float = 2.0
+    # The outbox relay: per-request timeout, rest between passes when idle, rows per
+    # claim, deliveries at once, lease on a claimed row, back-off base and cap (seconds).
+    billing_timeout: float = 10.0
+    relay_interval: float = 2.0
+    relay_batch: int = 100
+    relay_concurrency: int = 8
+    relay_lease_seconds: float = 60.0
+    relay_backoff_base: float = 1.0
+    relay_backoff_cap: float = 300.0
     timezone: str = "Europe/Moscow"
     log_format: str = "auto"
     log_level: str = "info"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Protocol
 
 from gateway.domain.model import InboundMessage
+from gateway.domain.outbox import Delivery, OutboxItem
 from gateway.domain.outcome import Charge, Outcome, ReadingLine
 
 
@@ -31,3 +32,20 @@ class ChargeQuote(Protocol):
     async def __call__(
         self, account: str, readings: Sequence[ReadingLine], on: date
     ) -> Charge | None: ...
+
+
+class OutboxStore(Protocol):
+    """The outbox as the relay sees it. Claiming leases rows so two relays never send one
+    row at once; a register's rows are claimable only in id order."""
+
+    async def claim(self, now: datetime, limit: int, lease_seconds: float) -> list[OutboxItem]: ...
+
+    async def delivered(self, item: OutboxItem, now: datetime) -> None: ...
+
+    async def retry(self, item: OutboxItem, error: str, at: datetime) -> None: ...
+
+    async def failed(self, item: OutboxItem, error: str) -> None: ...
+
+
+class BillingClient(Protocol):
+    async def deliver(self, item: OutboxItem) -> Delivery: ...

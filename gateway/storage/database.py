@@ -641,12 +641,6 @@ class UnitOfWork:
         rows = self.conn.execute(_STORED.where(_reg.account == account).order_by(_r.id))
         return [_stored_reading(row) for row in rows]
 
-    def outbox_counts(self) -> dict[str, int]:
-        rows = self.conn.execute(
-            select(t.outbox.c.status, func.count()).group_by(t.outbox.c.status)
-        )
-        return {r[0]: int(r[1]) for r in rows}
-
     # ----- registry writes ----------------------------------------------------------------
 
     def upsert(

@@ -195,3 +195,21 @@ outbox = Table(
     Index("ix_outbox_status", "status", "id"),
     Index("ix_outbox_register", "register_id", "status", "id"),
 )
+
+# The embedded billing (the default without GATEWAY_BILLING_URL): what billing has
+# received, one row per idempotency key.
+billing_readings = Table(
+    "billing_readings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(64), nullable=False, unique=True),
+    Column("reading_id", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("replaces_key", String(64), nullable=True),
+    Column("account", String(32), nullable=False),
+    Column("meter", String(64), nullable=False),
+    Column("zone", String(16), nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("value", ExactDecimal, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,117 @@
+"""The outbox relay: delivers accepted readings to billing until billing has them.
+
+Policy only (the ports do the I/O): claim what is due, deliver concurrently (a register's
+rows one at a time and in order, by construction of the claim), and per verdict mark the
+row delivered, failed, or due again after exponential back-off with full jitter, or after
+billing's own Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+
+from gateway.domain.outbox import Delivery, OutboxItem, Verdict
+from gateway.domain.ports import BillingClient, OutboxStore
+
+log = structlog.get_logger("billing_bridge.relay")
+
+
+@dataclass(frozen=True, slots=True)
+class RelayPolicy:
+    batch: int = 100
+    concurrency: int = 8
+    lease_seconds: float = 60.0
+    backoff_base: float = 1.0
+    backoff_cap: float = 300.0
+
+    def backoff(self, attempts: int, draw: float) -> float:
+        """Full jitter: uniformly in [0, min(cap, base × 2^(attempts-1))]."""
+        ceiling = min(self.backoff_cap, self.backoff_base * 2.0 ** max(0, attempts - 1))
+        return draw * ceiling
+
+
+@dataclass
+class RelayReport:
+    delivered: int = 0
+    retried: int = 0
+    failed: int = 0
+
+    def __str__(self) -> str:
+        return f"delivered {self.delivered}, retried {self.retried}, failed {self.failed}"
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        store: OutboxStore,
+        billing: BillingClient,
+        clock: Callable[[], datetime],
+        policy: RelayPolicy = RelayPolicy(),
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self._store = store
+        self._billing = billing
+        self._clock = clock
+        self._policy = policy
+        self._draw = draw
+
+    async def run_once(self) -> RelayReport:
+        """Deliver everything due at the start of the pass, and rows that earlier
+        deliveries of their register free during it. A retried row is due again only
+        after the pass, so a billing that keeps failing cannot keep one pass going."""
+        report = RelayReport()
+        gate = asyncio.Semaphore(self._policy.concurrency)
+        started = self._clock()
+        while True:
+            claimed = await self._store.claim(
+                started, self._policy.batch, self._policy.lease_seconds
+            )
+            if not claimed:
+                return report
+
+            async def one(item: OutboxItem) -> None:
+                async with gate:
+                    await self._deliver(item, report, started)
+
+            await asyncio.gather(*(one(item) for item in claimed))
+
+    async def run_forever(self, stop: asyncio.Event, interval: float) -> None:
+        """Deliver until ``stop`` is set, resting ``interval`` seconds when nothing is due."""
+        while not stop.is_set():
+            try:
+                report = await self.run_once()
+                if report.delivered or report.failed:
+                    log.info("relay_pass", **vars(report))
+            except Exception:
+                log.exception("relay_pass_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+
+    async def _deliver(self, item: OutboxItem, report: RelayReport, started: datetime) -> None:
+        try:
+            outcome = await self._billing.deliver(item)
+        except Exception as exc:  # a client bug must not stop the relay
+            log.exception("relay_client_error", outbox_id=item.id)
+            outcome = Delivery(Verdict.RETRY, f"client error: {exc!r}")
+        if outcome.verdict is Verdict.DELIVERED:
+            await self._store.delivered(item, self._clock())
+            report.delivered += 1
+        elif outcome.verdict is Verdict.FAILED:
+            await self._store.failed(item, outcome.detail)
+            report.failed += 1
+            log.warning("relay_failed", outbox_id=item.id, detail=outcome.detail)
+        else:
+            delay = outcome.retry_after
+            if delay is None:
+                delay = self._policy.backoff(item.attempts + 1, self._draw())
+            due = max(self._clock(), started) + timedelta(seconds=max(delay, 0.001))
+            await self._store.retry(item, outcome.detail, due)
+            report.retried += 1
+            log.info("relay_retry", outbox_id=item.id, detail=outcome.detail, delay=delay)

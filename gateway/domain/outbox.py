@@ -1,0 +1,30 @@
+"""What the relay moves from the outbox to billing, and what billing said."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    register_id: int
+    idempotency_key: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+class Verdict(StrEnum):
+    DELIVERED = "delivered"  # billing has it (2xx, or 409/422: it had it already)
+    RETRY = "retry"  # try again later: network error, timeout, 429, 5xx
+    FAILED = "failed"  # billing refused it for good (other 4xx); an operator must look
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    verdict: Verdict
+    detail: str = ""
+    # Seconds billing asked us to wait (Retry-After), when it did.
+    retry_after: float | None = None

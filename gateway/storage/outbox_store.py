@@ -1,0 +1,148 @@
+"""The outbox for the relay (claim, mark, status) and the embedded billing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import and_, bindparam, exists, func, select
+from sqlalchemy.engine import Connection
+
+from gateway.domain.outbox import Delivery, OutboxItem, Verdict
+from gateway.storage import tables as t
+from gateway.storage.database import Database
+
+_o = t.outbox.c
+_earlier = t.outbox.alias("earlier")
+_DUE = (
+    select(_o.id, _o.register_id, _o.idempotency_key, _o.payload, _o.attempts)
+    .where(
+        _o.status == "pending",
+        (_o.next_attempt_at.is_(None)) | (_o.next_attempt_at <= bindparam("now")),
+        (_o.lease_until.is_(None)) | (_o.lease_until < bindparam("now")),
+        # A register's rows go in id order: not while an earlier one is pending.
+        ~exists().where(
+            and_(
+                _earlier.c.register_id == _o.register_id,
+                _earlier.c.status == "pending",
+                _earlier.c.id < _o.id,
+            )
+        ),
+    )
+    .order_by(_o.id)
+    .limit(bindparam("limit"))
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStatus:
+    pending: int
+    failed: int
+    delivered: int
+    oldest_pending_seconds: float | None
+    failures: list[tuple[int, str, str]]  # (outbox id, idempotency key, last error)
+
+
+class SqlOutboxStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def claim(self, now: datetime, limit: int, lease_seconds: float) -> list[OutboxItem]:
+        until = now + timedelta(seconds=lease_seconds)
+        return await self._db.run(lambda uow: _claim(uow.conn, now, limit, until))
+
+    async def delivered(self, item: OutboxItem, now: datetime) -> None:
+        await self._mark(item, status="delivered", delivered_at=now, lease_until=None)
+
+    async def retry(self, item: OutboxItem, error: str, at: datetime) -> None:
+        await self._mark(
+            item, attempts=item.attempts + 1, next_attempt_at=at, last_error=error, lease_until=None
+        )
+
+    async def failed(self, item: OutboxItem, error: str) -> None:
+        await self._mark(
+            item, status="failed", attempts=item.attempts + 1, last_error=error, lease_until=None
+        )
+
+    async def _mark(self, item: OutboxItem, **values: object) -> None:
+        statement = t.outbox.update().where(_o.id == item.id).values(**values)
+        await self._db.run(lambda uow: uow.conn.execute(statement))
+
+    async def status(self, now: datetime) -> OutboxStatus:
+        def read(conn: Connection) -> OutboxStatus:
+            counts: dict[str, int] = {
+                status: int(n)
+                for status, n in conn.execute(
+                    select(_o.status, func.count()).group_by(_o.status)
+                ).tuples()
+            }
+            oldest = conn.scalar(select(func.min(_o.created_at)).where(_o.status == "pending"))
+            failures = conn.execute(
+                select(_o.id, _o.idempotency_key, _o.last_error)
+                .where(_o.status == "failed")
+                .order_by(_o.id)
+            ).tuples()
+            return OutboxStatus(
+                pending=counts.get("pending", 0),
+                failed=counts.get("failed", 0),
+                delivered=counts.get("delivered", 0),
+                oldest_pending_seconds=None if oldest is None else (now - oldest).total_seconds(),
+                failures=[(i, k, e or "") for i, k, e in failures],
+            )
+
+        return await self._db.run(lambda uow: read(uow.conn))
+
+
+def _claim(conn: Connection, now: datetime, limit: int, until: datetime) -> list[OutboxItem]:
+    query = _DUE
+    if conn.dialect.name == "postgresql":  # several relays: skip rows another one holds
+        query = query.with_for_update(skip_locked=True, of=t.outbox)
+    rows = conn.execute(query, {"now": now, "limit": limit}).all()
+    if not rows:
+        return []
+    conn.execute(t.outbox.update().where(_o.id.in_([r.id for r in rows])).values(lease_until=until))
+    return [
+        OutboxItem(r.id, r.register_id, r.idempotency_key, json.loads(r.payload), r.attempts)
+        for r in rows
+    ]
+
+
+class EmbeddedBilling:
+    """Billing kept in the gateway's own database: a repeat of a key is 'already have it'."""
+
+    def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def deliver(self, item: OutboxItem) -> Delivery:
+        payload, now = item.payload, self._clock()
+
+        def store(conn: Connection) -> Delivery:
+            known = conn.scalar(
+                select(t.billing_readings.c.id).where(
+                    t.billing_readings.c.idempotency_key == item.idempotency_key
+                )
+            )
+            if known is not None:
+                return Delivery(Verdict.DELIVERED, "already had it")
+            replaces = payload.get("replaces") or {}
+            conn.execute(
+                t.billing_readings.insert().values(
+                    idempotency_key=item.idempotency_key,
+                    reading_id=payload["reading_id"],
+                    kind=payload.get("kind", "reading"),
+                    replaces_key=replaces.get("idempotency_key"),
+                    account=payload["account"],
+                    meter=payload["meter"],
+                    zone=payload["zone"],
+                    period=payload["period"],
+                    value=Decimal(payload["value"]),
+                    received_at=now,
+                )
+            )
+            return Delivery(Verdict.DELIVERED, "stored")
+
+        return await self._db.run(lambda uow: store(uow.conn))
