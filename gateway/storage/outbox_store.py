@@ -75,16 +75,14 @@ class SqlOutboxStore:
         def read(conn: Connection) -> OutboxStatus:
             counts: dict[str, int] = {
                 status: int(n)
-                for status, n in conn.execute(
-                    select(_o.status, func.count()).group_by(_o.status)
-                ).tuples()
+                for status, n in conn.execute(select(_o.status, func.count()).group_by(_o.status))
             }
             oldest = conn.scalar(select(func.min(_o.created_at)).where(_o.status == "pending"))
             failures = conn.execute(
                 select(_o.id, _o.idempotency_key, _o.last_error)
                 .where(_o.status == "failed")
                 .order_by(_o.id)
-            ).tuples()
+            )
             return OutboxStatus(
                 pending=counts.get("pending", 0),
                 failed=counts.get("failed", 0),

@@ -1,0 +1,250 @@
+"""The outbox relay against a loopback billing fake that fails for a while, then recovers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from gateway.bootstrap import Gateway, gateway
+from gateway.settings import Settings
+from gateway.storage import tables as t
+from gateway.storage.outbox_store import SqlOutboxStore
+from tests.conftest import Clock, load_registry, loopback, select_rows
+from tests.integration.test_intake import send
+
+
+@dataclass
+class FakeBilling:
+    """Billing's readings API. ``script`` says how to answer the next requests:
+    "500", "503", "429:<seconds>", "slow" (beyond the client timeout), "400", "hold"
+    (record, then never answer); when empty: store the reading (201), or 409 for a key
+    it already has."""
+
+    script: list[str] = field(default_factory=list)
+    requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    store: dict[str, dict[str, Any]] = field(default_factory=dict)
+    url: str = ""
+
+    async def readings(self, request: web.Request) -> web.Response:
+        key = request.headers["Idempotency-Key"]
+        body = await request.json()
+        self.requests.append((key, body))
+        step = self.script.pop(0) if self.script else "ok"
+        if step in ("500", "503", "400"):
+            return web.json_response({"error": step}, status=int(step))
+        if step.startswith("429"):
+            return web.json_response({}, status=429, headers={"Retry-After": step[4:]})
+        if step in ("slow", "hold"):
+            if step == "hold":
+                self.store[key] = body  # billing has it, but the answer never comes
+            await asyncio.sleep(30)
+        if key in self.store:
+            return web.json_response({"error": "duplicate"}, status=409)
+        self.store[key] = body
+        return web.json_response({"id": key}, status=201)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/readings", self.readings)
+        return app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def billing() -> AsyncIterator[FakeBilling]:
+    fake = FakeBilling()
+    async with loopback(fake.app()) as fake.url:
+        yield fake
+
+
+def relayed(settings: Settings, url: str) -> Settings:
+    return replace(settings, billing_url=url, billing_timeout=0.3, relay_backoff_cap=300.0)
+
+
+async def fill_outbox(gw: Gateway) -> list[dict[str, Any]]:
+    """Readings of three accounts, one corrected: five outbox rows, two for one register."""
+    for text in (
+        "1234567891 4600",
+        "1234567890 12345 6789",
+        "1234567891 4610",
+        "1234567892 121 99",
+    ):
+        assert (await send(gw, text)).status == "accepted"
+    return await select_rows(gw.db, t.outbox)
+
+
+async def drain(gw: Gateway, clock: Clock, passes: int = 30) -> None:
+    """Run relay passes, moving the clock past any back-off, until nothing is pending."""
+    store = SqlOutboxStore(gw.db)
+    async with gw.relay() as relay:
+        for _ in range(passes):
+            await relay.run_once()
+            if (await store.status(clock())).pending == 0:
+                return
+            clock.advance(seconds=301)
+    raise AssertionError("the outbox did not drain")
+
+
+async def test_every_reading_arrives_exactly_once_in_order_despite_failures(
+    settings: Settings, clock: Clock, tmp_path: Path, billing: FakeBilling
+) -> None:
+    billing.script = ["500", "503", "429:0", "slow", "500", "429:2", "503"]
+    async with gateway(relayed(settings, billing.url), clock) as gw:
+        await load_registry(gw, tmp_path)
+        rows = await fill_outbox(gw)
+
+        await drain(gw, clock)
+
+        assert sorted(billing.store) == sorted(r["idempotency_key"] for r in rows)
+        stored_order = [body["reading_id"] for body in billing.store.values()]
+        for register in {r["register_id"] for r in rows}:
+            ids = [r["reading_id"] for r in rows if r["register_id"] == register]
+            assert [i for i in stored_order if i in ids] == ids
+        statuses = {r["status"] for r in await select_rows(gw.db, t.outbox)}
+        assert statuses == {"delivered"}
+
+
+async def test_connection_refused_is_retried_until_billing_comes_up(
+    settings: Settings, clock: Clock, tmp_path: Path
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    async with gateway(relayed(settings, url), clock) as gw:
+        await load_registry(gw, tmp_path)
+        await send(gw, "1234567891 4600")
+        async with gw.relay() as relay:
+            report = await relay.run_once()
+        assert (report.delivered, report.retried) == (0, 1)
+        (row,) = await select_rows(gw.db, t.outbox)
+        assert row["last_error"].startswith("network:")
+
+        fake = FakeBilling()
+        runner = web.AppRunner(fake.app())
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            await drain(gw, clock)
+        finally:
+            await runner.cleanup()
+        assert list(fake.store) == [row["idempotency_key"]]
+
+
+async def test_a_refused_reading_is_failed_and_shown_a_repeat_counts_as_delivered(
+    settings: Settings, clock: Clock, tmp_path: Path, billing: FakeBilling
+) -> None:
+    async with gateway(relayed(settings, billing.url), clock) as gw:
+        await load_registry(gw, tmp_path)
+        await send(gw, "1234567891 4600")
+        await send(gw, "1234567892 121 99")
+        first, *_ = await select_rows(gw.db, t.outbox)
+        billing.store[first["idempotency_key"]] = {}  # billing had the first one already
+        billing.script = ["409", "400"]
+
+        async with gw.relay() as relay:
+            report = await relay.run_once()
+        state = await SqlOutboxStore(gw.db).status(clock())
+
+    assert (report.delivered, report.failed) == (2, 1)
+    assert (state.pending, state.failed, state.delivered) == (0, 1, 2)
+    assert state.failures[0][2].startswith("HTTP 400")
+
+
+async def test_two_relays_at_once_never_send_a_row_twice(
+    settings: Settings, clock: Clock, tmp_path: Path, billing: FakeBilling
+) -> None:
+    async with gateway(relayed(settings, billing.url), clock) as gw:
+        await load_registry(gw, tmp_path)
+        rows = await fill_outbox(gw)
+        async with gw.relay() as one, gw.relay() as two:
+            for _ in range(3):
+                await asyncio.gather(one.run_once(), two.run_once())
+
+    keys = [key for key, _ in billing.requests]
+    assert sorted(keys) == sorted(r["idempotency_key"] for r in rows)
+
+
+async def test_serve_delivers_in_the_background(
+    settings: Settings, clock: Clock, tmp_path: Path, billing: FakeBilling
+) -> None:
+    configured = replace(relayed(settings, billing.url), relay_interval=0.05)
+    async with gateway(configured, clock) as gw:
+        await load_registry(gw, tmp_path)
+        async with loopback(gw.web_app()):
+            await send(gw, "1234567891 4600")
+            for _ in range(100):
+                if billing.store:
+                    break
+                await asyncio.sleep(0.05)
+    assert [body["value"] for body in billing.store.values()] == ["4600"]
+
+
+async def test_a_relay_killed_mid_delivery_repeats_the_same_key_not_a_new_reading(
+    settings: Settings, clock: Clock, tmp_path: Path, billing: FakeBilling
+) -> None:
+    async with gateway(settings, clock) as gw:
+        await load_registry(gw, tmp_path)
+        await send(gw, "1234567891 4600")
+    billing.script = ["hold"]
+    env = {
+        **os.environ,
+        "GATEWAY_DATABASE_URL": settings.database_url,
+        "GATEWAY_BILLING_URL": billing.url,
+        "GATEWAY_BILLING_TIMEOUT": "60",
+        "GATEWAY_LOG_FORMAT": "json",
+    }
+    relay = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "outbox", "relay", "--once"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):  # until billing has the request in hand
+            if billing.requests:
+                break
+            await asyncio.sleep(0.05)
+        assert billing.requests, "the relay never called billing"
+        relay.send_signal(signal.SIGKILL)
+    finally:
+        relay.wait(timeout=10)
+
+    # The killed relay leased the row by wall time; look again after that lease ends.
+    clock.now = datetime.now(UTC) + timedelta(minutes=5)
+    async with gateway(relayed(settings, billing.url), clock) as gw:
+        await drain(gw, clock)
+        (row,) = await select_rows(gw.db, t.outbox)
+
+    (first_key, _), (second_key, _) = billing.requests
+    assert first_key == second_key == row["idempotency_key"]
+    assert len(billing.store) == 1
+    assert row["status"] == "delivered"
+
+
+async def test_embedded_billing_keeps_one_row_per_key(gw: Gateway, clock: Clock) -> None:
+    await send(gw, "1234567891 4600")
+    await send(gw, "1234567891 4610")
+
+    await drain(gw, clock)
+    await drain(gw, clock)
+
+    held = await select_rows(gw.db, t.billing_readings)
+    assert [(r["kind"], r["value"]) for r in held] == [("reading", 4600), ("correction", 4610)]
+    assert json.loads((await select_rows(gw.db, t.outbox))[1]["payload"])["kind"] == "correction"
