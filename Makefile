@@ -36,6 +36,7 @@ bench: install
 	$(BIN)/python -m bench.parse
 	$(BIN)/python -m bench.webhook --concurrency 8
 	$(BIN)/python -m bench.webhook --concurrency 32
+	$(BIN)/python -m bench.relay
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
