@@ -51,8 +51,3 @@ def place(day: date, window: Window) -> Placement:
         return Placement(f"{day:%Y-%m}", False, day.replace(day=window.start))
     following = date(day.year + day.month // 12, day.month % 12 + 1, window.start)
     return Placement(f"{following:%Y-%m}", False, following)
-
-
-def previous_period(period: str) -> str:
-    year, month = map(int, period.split("-"))
-    return f"{year - (month == 1)}-{(month - 2) % 12 + 1:02d}"
