@@ -191,7 +191,6 @@ class Intake:
                 c.previous,
                 c.consumption,
                 days=rules.days_since_previous(c.register, today),
-                replaces=c.register.current.reading_id if c.register.current else None,
             )
             for c in result
         ]
@@ -206,9 +205,10 @@ class Intake:
         if held:
             return _Decision(_held(account.number, result), new, today, placement.period, True)
         outcome = self._confirm(uow, account, result, today, Status.ACCEPTED)
-        corrected = any(item.replaces is not None for item in new)
-        later = placement.period if placement.later_than(today) else None
-        rerender = _rerender(outcome, corrected=corrected, period=later)
+        corrected = any(c.register.current is not None for c in result)
+        # Accepted outside the window: the reply names the period it counts for.
+        period = None if placement.inside else placement.period
+        rerender = _rerender(outcome, corrected=corrected, period=period)
         assert outcome.charge is not None
         outcome = replace(outcome, reply=rerender(outcome.charge))
         return _Decision(outcome, new, today, placement.period, rerender=rerender, charge_on=today)

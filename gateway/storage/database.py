@@ -58,8 +58,6 @@ class NewReading:
     consumption: Decimal
     # Days since the previous reading (None for a first reading).
     days: int | None = None
-    # The reading of the same period this one corrects.
-    replaces: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +163,19 @@ _HISTORY = select(_r.register_id, _r.consumption, _r.days).where(
     _r.period < bindparam("period"),
     _r.days > 0,
 )
+# The readings of a period a newer one supersedes.
+_IN_FORCE = select(_r.id, _r.register_id, _r.status).where(
+    _r.register_id.in_(bindparam("registers", expanding=True)),
+    _r.period == bindparam("period"),
+    _r.status.in_(bindparam("statuses", expanding=True)),
+)
 _REPLACE = (
     t.readings.update().where(_r.id.in_(bindparam("ids", expanding=True))).values(status="replaced")
+)
+_APPROVE = (
+    t.readings.update()
+    .where(_r.id == bindparam("reading_id"))
+    .values(status="accepted", replaces_id=bindparam("replaces"), review_note=bindparam("note"))
 )
 _STORED = (
     select(
@@ -179,7 +188,6 @@ _STORED = (
         _r.days,
         _r.taken_at,
         _r.period,
-        _r.replaces_id,
         _reg.account,
         _reg.meter,
         _reg.service,
@@ -307,31 +315,44 @@ def _create_and_check(conn: Connection) -> list[str]:
 
 def _outbox_payload(
     reading_id: int,
-    register: Register,
-    item: NewReading,
+    register_id: int,
+    account: str,
+    meter: str,
+    service: str,
+    zone: str,
+    value: Decimal,
+    previous: Decimal | None,
+    consumption: Decimal,
     taken_at: datetime,
     period: str,
+    replaces: int | None,
 ) -> dict[str, Any]:
-    """What billing receives for a reading (documented in the README)."""
+    """What billing receives for a reading (documented in the README). A correction names
+    the reading billing was sent for the same register and period."""
     return {
         "reading_id": reading_id,
-        "register_id": register.id,
-        "kind": "correction" if item.replaces is not None else "reading",
+        "register_id": register_id,
+        "kind": "correction" if replaces is not None else "reading",
         "replaces": (
             None
-            if item.replaces is None
-            else {"reading_id": item.replaces, "idempotency_key": f"reading-{item.replaces}"}
+            if replaces is None
+            else {"reading_id": replaces, "idempotency_key": idempotency_key(replaces)}
         ),
         "period": period,
-        "account": register.account,
-        "meter": register.meter,
-        "service": register.service.value,
-        "zone": register.zone.value,
-        "value": format(item.value, "f"),
-        "previous": None if item.previous is None else format(item.previous, "f"),
-        "consumption": format(item.consumption, "f"),
+        "account": account,
+        "meter": meter,
+        "service": service,
+        "zone": zone,
+        "value": format(value, "f"),
+        "previous": None if previous is None else format(previous, "f"),
+        "consumption": format(consumption, "f"),
         "taken_at": taken_at.isoformat(),
     }
+
+
+def idempotency_key(reading_id: int) -> str:
+    """Billing's key for a reading: derived from it, so a repeat carries the same key."""
+    return f"reading-{reading_id}"
 
 
 def _stored_reading(row: Any) -> StoredReading:
@@ -352,21 +373,6 @@ def _stored_reading(row: Any) -> StoredReading:
         row.sender,
         row.status,
     )
-
-
-def _held_payload(row: Any) -> dict[str, Any]:
-    register = Register(
-        id=row.register_id,
-        account=row.account,
-        meter=row.meter,
-        service=Service(row.service),
-        zone=Zone(row.zone),
-        capacity=Capacity(1, 0),  # not used by the payload
-        verified_until=None,
-        previous=None,
-    )
-    item = NewReading(register, row.value, row.previous, row.consumption, row.days, row.replaces_id)
-    return _outbox_payload(row.id, register, item, row.taken_at, row.period)
 
 
 def _new_id(result: CursorResult[Any]) -> int:
@@ -552,13 +558,15 @@ class UnitOfWork:
         *,
         held: bool = False,
     ) -> list[int]:
-        """Store readings; the ones they correct become ``replaced``. Accepted readings get
-        their outbox row in the same transaction; held ones wait for an operator."""
+        """Store readings. An accepted reading supersedes whatever its register already has
+        for the period (billing gets it as a correction of the accepted one) and gets its
+        outbox row in the same transaction. A held reading supersedes only an earlier held
+        one: the accepted reading stays in force until an operator approves."""
         if not items:
             return []
-        replaced = [item.replaces for item in items if item.replaces is not None]
-        if replaced:
-            self.conn.execute(_REPLACE, {"ids": replaced})
+        corrected = [item.register.id for item in items if item.register.current is not None]
+        statuses = ("held",) if held else ("accepted", "held")
+        replaced = self._supersede(corrected, period, statuses)
         result = self.conn.execute(
             _INSERT_READINGS,
             [
@@ -573,7 +581,7 @@ class UnitOfWork:
                     "days": item.days,
                     "period": period,
                     "status": "held" if held else "accepted",
-                    "replaces_id": item.replaces,
+                    "replaces_id": replaced.get(item.register.id),
                 }
                 for item in items
             ],
@@ -582,12 +590,38 @@ class UnitOfWork:
         if not held:
             self._enqueue(
                 [
-                    _outbox_payload(reading_id, item.register, item, taken_at, period)
+                    _outbox_payload(
+                        reading_id,
+                        item.register.id,
+                        item.register.account,
+                        item.register.meter,
+                        item.register.service.value,
+                        item.register.zone.value,
+                        item.value,
+                        item.previous,
+                        item.consumption,
+                        taken_at,
+                        period,
+                        replaced.get(item.register.id),
+                    )
                     for reading_id, item in zip(ids, items, strict=True)
                 ],
                 taken_at,
             )
         return ids
+
+    def _supersede(
+        self, register_ids: Sequence[int], period: str, statuses: Sequence[str]
+    ) -> dict[int, int]:
+        """Mark the readings of ``period`` in one of ``statuses`` replaced; return, per
+        register, the accepted one among them: the reading billing was sent."""
+        if not register_ids:
+            return {}
+        params = {"registers": list(register_ids), "period": period, "statuses": list(statuses)}
+        rows = self.conn.execute(_IN_FORCE, params).all()
+        if rows:
+            self.conn.execute(_REPLACE, {"ids": [row.id for row in rows]})
+        return {row.register_id: row.id for row in rows if row.status == "accepted"}
 
     def _enqueue(self, payloads: Sequence[dict[str, Any]], now: datetime) -> None:
         """One outbox row per payload, keyed by the reading (never random)."""
@@ -597,7 +631,7 @@ class UnitOfWork:
                 {
                     "reading_id": payload["reading_id"],
                     "register_id": payload["register_id"],
-                    "idempotency_key": f"reading-{payload['reading_id']}",
+                    "idempotency_key": idempotency_key(payload["reading_id"]),
                     "payload": json.dumps(
                         {k: v for k, v in payload.items() if k != "register_id"},
                         ensure_ascii=False,
@@ -620,20 +654,51 @@ class UnitOfWork:
     def decide(
         self, message_id: int, *, approve: bool, note: str | None, now: datetime
     ) -> list[StoredReading]:
-        """Approve (accepted, queued for billing) or decline the held readings of one
-        message; returns them, or an empty list when nothing of it is held any more."""
+        """Approve or decline the held readings of one message; returns them, or an empty
+        list when nothing of it is held any more. Approved readings supersede the accepted
+        ones of their period (a held reading is always its register's newest) and are
+        queued for billing; declined ones leave the accepted ones in force."""
         rows = self.conn.execute(
             _STORED.where(_r.status == "held", _r.message_id == message_id).order_by(_r.id)
         ).all()
         if not rows:
             return []
-        ids = [row.id for row in rows]
-        status = "accepted" if approve else "declined"
+        if not approve:
+            ids = [row.id for row in rows]
+            self.conn.execute(
+                t.readings.update()
+                .where(_r.id.in_(ids))
+                .values(status="declined", review_note=note)
+            )
+            return [_stored_reading(row) for row in rows]
+        replaced = self._supersede([row.register_id for row in rows], rows[0].period, ["accepted"])
         self.conn.execute(
-            t.readings.update().where(_r.id.in_(ids)).values(status=status, review_note=note)
+            _APPROVE,
+            [
+                {"reading_id": row.id, "replaces": replaced.get(row.register_id), "note": note}
+                for row in rows
+            ],
         )
-        if approve:
-            self._enqueue([_held_payload(row) for row in rows], now)
+        self._enqueue(
+            [
+                _outbox_payload(
+                    row.id,
+                    row.register_id,
+                    row.account,
+                    row.meter,
+                    row.service,
+                    row.zone,
+                    row.value,
+                    row.previous,
+                    row.consumption,
+                    row.taken_at,
+                    row.period,
+                    replaced.get(row.register_id),
+                )
+                for row in rows
+            ],
+            now,
+        )
         return [_stored_reading(row) for row in rows]
 
     def history(self, account: str) -> list[StoredReading]:

@@ -120,3 +120,90 @@ async def test_a_correction_replaces_a_held_reading(held: Gateway) -> None:
 
     assert outcome.status == "accepted"
     assert await held.review.held() == []
+
+
+def _outbox_bodies(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    return [json.loads(str(row["payload"])) for row in rows]
+
+
+@pytest.fixture
+async def corrected_to_outlier(
+    settings: Settings, clock: Clock, tmp_path: Path
+) -> AsyncIterator[Gateway]:
+    """Account 1234567891 has 4900 accepted for 2026-11, then a correction 5530 held."""
+    async with gateway(settings, clock) as gw:
+        await _history(gw, clock, tmp_path)
+        assert (await send(gw, "1234567891 4900")).status == "accepted"
+        assert (await send(gw, "1234567891 5530")).status == "held"
+        yield gw
+
+
+async def test_a_held_correction_leaves_the_accepted_reading_in_force_until_decided(
+    corrected_to_outlier: Gateway,
+) -> None:
+    readings = await select_rows(corrected_to_outlier.db, t.readings)
+
+    assert [(r["value"], r["status"]) for r in readings[-2:]] == [
+        (4900, "accepted"),
+        (5530, "held"),
+    ]
+
+
+async def test_rejecting_a_held_correction_keeps_the_reading_billing_has(
+    corrected_to_outlier: Gateway,
+) -> None:
+    (item,) = await corrected_to_outlier.review.held()
+
+    await corrected_to_outlier.review.reject(item.message_id, "Неверно.")
+
+    readings = await select_rows(corrected_to_outlier.db, t.readings)
+    assert [(r["value"], r["status"]) for r in readings[-2:]] == [
+        (4900, "accepted"),
+        (5530, "declined"),
+    ]
+    outbox = _outbox_bodies(await select_rows(corrected_to_outlier.db, t.outbox))
+    assert [b["value"] for b in outbox] == ["4300", "4600", "4900"]
+
+
+async def test_approving_a_held_correction_sends_billing_a_correction_of_the_accepted_one(
+    corrected_to_outlier: Gateway,
+) -> None:
+    (item,) = await corrected_to_outlier.review.held()
+
+    await corrected_to_outlier.review.approve(item.message_id)
+
+    readings = await select_rows(corrected_to_outlier.db, t.readings)
+    accepted, approved = readings[-2:]
+    assert (accepted["status"], approved["status"], approved["replaces_id"]) == (
+        "replaced",
+        "accepted",
+        accepted["id"],
+    )
+    last = _outbox_bodies(await select_rows(corrected_to_outlier.db, t.outbox))[-1]
+    assert (last["value"], last["kind"], last["replaces"]) == (
+        "5530",
+        "correction",
+        {"reading_id": accepted["id"], "idempotency_key": f"reading-{accepted['id']}"},
+    )
+
+
+async def test_a_correction_after_a_held_one_corrects_the_reading_billing_has(
+    corrected_to_outlier: Gateway,
+) -> None:
+    outcome = await send(corrected_to_outlier, "1234567891 4950")
+
+    assert outcome.status == "accepted"
+    readings = await select_rows(corrected_to_outlier.db, t.readings)
+    assert [r["status"] for r in readings[-3:]] == ["replaced", "replaced", "accepted"]
+    last = _outbox_bodies(await select_rows(corrected_to_outlier.db, t.outbox))[-1]
+    assert (last["kind"], last["replaces"]["reading_id"]) == ("correction", readings[-3]["id"])
+
+
+async def test_a_correction_of_a_held_first_reading_is_a_plain_reading_for_billing(
+    held: Gateway,
+) -> None:
+    """Billing never saw the held reading, so there is nothing for it to correct."""
+    await send(held, "1234567891 4900", sender="+79121234567")
+
+    last = _outbox_bodies(await select_rows(held.db, t.outbox))[-1]
+    assert (last["value"], last["kind"], last["replaces"]) == ("4900", "reading", None)
