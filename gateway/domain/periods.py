@@ -9,6 +9,7 @@ next month's when it has passed (after the 25th).
 
 from __future__ import annotations
 
+import calendar
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -38,16 +39,20 @@ class Placement:
     inside: bool  # taken within the window
     opens: date  # the first day of the window the reading counts for
 
-    def later_than(self, day: date) -> bool:
-        """Counted for a later period than the month ``day`` is in."""
-        return self.period != f"{day:%Y-%m}"
-
 
 def place(day: date, window: Window) -> Placement:
-    """The billing period of a reading taken on ``day`` (a local date)."""
-    if window.start <= day.day <= window.end:
-        return Placement(f"{day:%Y-%m}", True, day.replace(day=window.start))
-    if day.day < window.start:
-        return Placement(f"{day:%Y-%m}", False, day.replace(day=window.start))
-    following = date(day.year + day.month // 12, day.month % 12 + 1, window.start)
+    """The billing period of a reading taken on ``day`` (a local date). In a month shorter
+    than the window's days, the window ends (and at the latest starts) on its last day."""
+    start, end = _days(day.year, day.month, window)
+    if start <= day.day <= end:
+        return Placement(f"{day:%Y-%m}", True, day.replace(day=start))
+    if day.day < start:
+        return Placement(f"{day:%Y-%m}", False, day.replace(day=start))
+    year, month = day.year + day.month // 12, day.month % 12 + 1
+    following = date(year, month, _days(year, month, window)[0])
     return Placement(f"{following:%Y-%m}", False, following)
+
+
+def _days(year: int, month: int, window: Window) -> tuple[int, int]:
+    last = calendar.monthrange(year, month)[1]
+    return min(window.start, last), min(window.end, last)

@@ -54,8 +54,9 @@ async def test_before_the_window_counts_for_this_months_coming_window(
 ) -> None:
     clock.now = moscow_noon(3)
 
-    await send(gw, "1234567891 4600")
+    outcome = await send(gw, "1234567891 4600")
 
+    assert outcome.reply is not None and outcome.reply.startswith("Принято за 11.2026, ЛС")
     (reading,) = await select_rows(gw.db, t.readings)
     assert reading["period"] == "2026-11"
 

@@ -27,13 +27,27 @@ def test_place_puts_a_day_in_its_period(day: date, expected: Placement) -> None:
     assert place(day, WINDOW) == expected
 
 
-def test_a_reading_after_the_window_counts_for_a_later_period_than_its_month() -> None:
-    assert place(date(2026, 12, 28), WINDOW).later_than(date(2026, 12, 28)) is True
-    assert place(date(2026, 12, 3), WINDOW).later_than(date(2026, 12, 3)) is False
-
-
 def test_a_window_to_the_last_day_of_the_month_has_no_after() -> None:
     assert place(date(2026, 2, 28), Window(23, 31)) == Placement("2026-02", True, date(2026, 2, 23))
+
+
+@pytest.mark.parametrize(
+    ("day", "expected"),
+    [
+        (date(2026, 2, 28), Placement("2026-02", True, date(2026, 2, 28))),
+        (date(2026, 2, 27), Placement("2026-02", False, date(2026, 2, 28))),
+        (date(2026, 1, 29), Placement("2026-01", False, date(2026, 1, 30))),
+        (date(2028, 2, 29), Placement("2028-02", True, date(2028, 2, 29))),
+    ],
+)
+def test_a_window_beyond_a_short_month_ends_on_its_last_day(day: date, expected: Placement) -> None:
+    assert place(day, Window(30, 31)) == expected
+
+
+def test_after_a_window_the_next_one_opens_within_a_short_month() -> None:
+    assert place(date(2026, 1, 31), Window(29, 30)) == Placement(
+        "2026-02", False, date(2026, 2, 28)
+    )
 
 
 @pytest.mark.parametrize(("start", "end"), [(0, 25), (26, 25), (15, 32)])
