@@ -71,7 +71,7 @@ class OutboxRelay:
         started = self._clock()
         while True:
             claimed = await self._store.claim(
-                started, self._policy.batch, self._policy.lease_seconds
+                self._clock(), self._policy.batch, self._policy.lease_seconds, due_by=started
             )
             if not claimed:
                 return report

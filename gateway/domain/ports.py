@@ -38,7 +38,11 @@ class OutboxStore(Protocol):
     """The outbox as the relay sees it. Claiming leases rows so two relays never send one
     row at once; a register's rows are claimable only in id order."""
 
-    async def claim(self, now: datetime, limit: int, lease_seconds: float) -> list[OutboxItem]: ...
+    async def claim(
+        self, now: datetime, limit: int, lease_seconds: float, *, due_by: datetime
+    ) -> list[OutboxItem]:
+        """Lease up to ``limit`` rows due by ``due_by`` for ``lease_seconds`` from ``now``."""
+        ...
 
     async def delivered(self, item: OutboxItem, now: datetime) -> None: ...
 

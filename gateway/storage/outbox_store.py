@@ -21,7 +21,7 @@ _DUE = (
     select(_o.id, _o.register_id, _o.idempotency_key, _o.payload, _o.attempts)
     .where(
         _o.status == "pending",
-        (_o.next_attempt_at.is_(None)) | (_o.next_attempt_at <= bindparam("now")),
+        (_o.next_attempt_at.is_(None)) | (_o.next_attempt_at <= bindparam("due_by")),
         (_o.lease_until.is_(None)) | (_o.lease_until < bindparam("now")),
         # A register's rows go in id order: not while an earlier one is pending.
         ~exists().where(
@@ -50,9 +50,11 @@ class SqlOutboxStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def claim(self, now: datetime, limit: int, lease_seconds: float) -> list[OutboxItem]:
+    async def claim(
+        self, now: datetime, limit: int, lease_seconds: float, *, due_by: datetime
+    ) -> list[OutboxItem]:
         until = now + timedelta(seconds=lease_seconds)
-        return await self._db.run(lambda uow: _claim(uow.conn, now, limit, until))
+        return await self._db.run(lambda uow: _claim(uow.conn, now, due_by, limit, until))
 
     async def delivered(self, item: OutboxItem, now: datetime) -> None:
         await self._mark(item, status="delivered", delivered_at=now, lease_until=None)
@@ -94,11 +96,13 @@ class SqlOutboxStore:
         return await self._db.run(lambda uow: read(uow.conn))
 
 
-def _claim(conn: Connection, now: datetime, limit: int, until: datetime) -> list[OutboxItem]:
+def _claim(
+    conn: Connection, now: datetime, due_by: datetime, limit: int, until: datetime
+) -> list[OutboxItem]:
     query = _DUE
     if conn.dialect.name == "postgresql":  # several relays: skip rows another one holds
         query = query.with_for_update(skip_locked=True, of=t.outbox)
-    rows = conn.execute(query, {"now": now, "limit": limit}).all()
+    rows = conn.execute(query, {"now": now, "due_by": due_by, "limit": limit}).all()
     if not rows:
         return []
     conn.execute(t.outbox.update().where(_o.id.in_([r.id for r in rows])).values(lease_until=until))

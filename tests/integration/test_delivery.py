@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +22,7 @@ from gateway.bootstrap import Gateway, gateway
 from gateway.settings import Settings
 from gateway.storage import tables as t
 from gateway.storage.outbox_store import SqlOutboxStore
-from tests.conftest import Clock, load_registry, loopback, select_rows
+from tests.conftest import START, Clock, load_registry, loopback, select_rows
 from tests.integration.test_intake import send
 
 
@@ -37,11 +37,15 @@ class FakeBilling:
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     store: dict[str, dict[str, Any]] = field(default_factory=dict)
     url: str = ""
+    # Called with each request's key before answering (a test's look at the gateway).
+    on_request: Callable[[str], Awaitable[None]] | None = None
 
     async def readings(self, request: web.Request) -> web.Response:
         key = request.headers["Idempotency-Key"]
         body = await request.json()
         self.requests.append((key, body))
+        if self.on_request is not None:
+            await self.on_request(key)
         step = self.script.pop(0) if self.script else "ok"
         if step in ("500", "503", "400"):
             return web.json_response({"error": step}, status=int(step))
@@ -248,3 +252,81 @@ async def test_embedded_billing_keeps_one_row_per_key(gw: Gateway, clock: Clock)
     held = await select_rows(gw.db, t.billing_readings)
     assert [(r["kind"], r["value"]) for r in held] == [("reading", 4600), ("correction", 4610)]
     assert json.loads((await select_rows(gw.db, t.outbox))[1]["payload"])["kind"] == "correction"
+
+
+async def test_a_row_claimed_late_in_a_long_pass_is_leased_from_its_claim(
+    gw: Gateway, clock: Clock
+) -> None:
+    """A pass that began two minutes ago still leases for the full lease from now, so
+    another relay cannot take the row while this one is sending it."""
+    await send(gw, "1234567891 4600")
+    store = SqlOutboxStore(gw.db)
+    started = clock()
+    clock.advance(seconds=120)
+
+    (item,) = await store.claim(clock(), 10, 60.0, due_by=started)
+    clock.advance(seconds=1)
+
+    assert await store.claim(clock(), 10, 60.0, due_by=clock()) == []
+    (row,) = await select_rows(gw.db, t.outbox)
+    assert row["lease_until"] == started + timedelta(seconds=180)
+    assert item.id == row["id"]
+
+
+async def test_a_row_due_after_the_pass_began_waits_for_the_next_pass(
+    gw: Gateway, clock: Clock
+) -> None:
+    await send(gw, "1234567891 4600")
+    store = SqlOutboxStore(gw.db)
+    started = clock()
+    (item,) = await store.claim(started, 10, 60.0, due_by=started)
+    await store.retry(item, "HTTP 503", started + timedelta(seconds=1))
+    clock.advance(seconds=5)
+
+    assert await store.claim(clock(), 10, 60.0, due_by=started) == []
+    assert len(await store.claim(clock(), 10, 60.0, due_by=clock())) == 1
+
+
+async def test_a_relay_pass_holds_a_lease_on_every_row_while_billing_has_it_in_hand(
+    settings: Settings, clock: Clock, tmp_path: Path, billing: FakeBilling
+) -> None:
+    """Billing takes two minutes a reading, longer than the lease: the second row of a
+    register, claimed late in the pass, is still leased while it is being sent."""
+    leases = []
+
+    async def slow_billing(key: str) -> None:
+        (row,) = [r for r in await select_rows(gw.db, t.outbox) if r["idempotency_key"] == key]
+        leases.append(row["lease_until"] - clock())
+        clock.advance(seconds=120)
+
+    billing.on_request = slow_billing
+    async with gateway(relayed(settings, billing.url), clock) as gw:
+        await load_registry(gw, tmp_path)
+        await send(gw, "1234567891 4600")
+        await send(gw, "1234567891 4610")
+        async with gw.relay() as relay:
+            report = await relay.run_once()
+
+    assert report.delivered == 2
+    assert leases == [timedelta(seconds=60), timedelta(seconds=60)]
+
+
+async def test_retry_after_from_billing_sets_when_the_row_is_tried_again(
+    settings: Settings, clock: Clock, tmp_path: Path, billing: FakeBilling
+) -> None:
+    billing.script = ["429:120"]
+    async with gateway(relayed(settings, billing.url), clock) as gw:
+        await load_registry(gw, tmp_path)
+        await send(gw, "1234567891 4600")
+        async with gw.relay() as relay:
+            await relay.run_once()
+            (row,) = await select_rows(gw.db, t.outbox)
+            clock.advance(seconds=119)
+            early = await relay.run_once()
+            clock.advance(seconds=2)
+            due = await relay.run_once()
+
+    assert (row["status"], row["attempts"]) == ("pending", 1)
+    assert row["next_attempt_at"] == START + timedelta(seconds=120)
+    assert row["last_error"].startswith("HTTP 429")
+    assert (early.delivered, due.delivered) == (0, 1)
