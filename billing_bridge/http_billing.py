@@ -5,12 +5,15 @@ an ``Idempotency-Key`` derived from the reading.
 | --- | --- |
 | 2xx | delivered |
 | 409, 422 (it has that key already) | delivered |
-| 429, 5xx (Retry-After honoured) | retry |
+| 429, 5xx (Retry-After honoured: seconds or an HTTP date) | retry |
 | network error, timeout, refused | retry |
 | any other 4xx | failed: kept and shown by ``gateway outbox status`` |
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 
@@ -41,19 +44,31 @@ class HttpBilling:
             await self._session.close()
 
 
-def classify(status: int, body: str, retry_after: str | None) -> Delivery:
+def classify(
+    status: int, body: str, retry_after: str | None, now: datetime | None = None
+) -> Delivery:
+    """The verdict on billing's answer; ``now`` (wall time) reads a Retry-After date."""
     detail = f"HTTP {status}: {body}".strip()
     if 200 <= status < 300 or status in (409, 422):
         return Delivery(Verdict.DELIVERED, detail)
     if status == 429 or status >= 500:
-        return Delivery(Verdict.RETRY, detail, _seconds(retry_after))
+        return Delivery(Verdict.RETRY, detail, retry_after_seconds(retry_after, now))
     return Delivery(Verdict.FAILED, detail)
 
 
-def _seconds(header: str | None) -> float | None:
-    if header is None:
+def retry_after_seconds(header: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds (RFC 9110: delay-seconds or an HTTP date); None when absent
+    or unreadable, so the relay's own back-off applies."""
+    if header is None or not header.strip():
         return None
     try:
         return max(0.0, float(header))
     except ValueError:
-        return None  # an HTTP date: fall back to our own back-off
+        pass
+    try:
+        when = parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC by convention
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
