@@ -47,28 +47,36 @@ def accepted(
     corrected: bool = False,
     period: str | None = None,
 ) -> str:
-    """The confirmation; a correction says so, and a reading counted for a later period
-    names it (``за 12.2026``). Falls back to abbreviations when the full text would not
-    fit two SMS segments."""
-    values = ", ".join(
-        f"{register_label(Service(r.service), Zone(r.zone))} {number(r.value)}" for r in readings
-    )
+    """The confirmation; a correction says so, and a reading counted outside the window
+    names its period (``за 12.2026``). Falls back to abbreviations when the full text
+    would not fit two SMS segments."""
     when = ""
     if period is not None:
         year, month = period.split("-")
         when = f" за {month}.{year}"
+    full, short = ("Исправлено", "Испр.") if corrected else ("Принято", "Принято")
+    return _confirmation((full + when, short + when), account, readings, charge)
+
+
+def review_approved(account: str, readings: Sequence[ReadingLine], charge: Charge) -> str:
+    """Held readings an operator accepted: the confirmation they did not get at first."""
+    return _confirmation(("Проверено и принято", "Проверено"), account, readings, charge)
+
+
+def _confirmation(
+    heads: tuple[str, str], account: str, readings: Sequence[ReadingLine], charge: Charge
+) -> str:
+    values = ", ".join(
+        f"{register_label(Service(r.service), Zone(r.zone))} {number(r.value)}" for r in readings
+    )
     owed = charge.debt > 0
-    full = (
-        f"{'Исправлено' if corrected else 'Принято'}{when}, ЛС {account}: {values}. "
-        f"Предварительно к оплате {money(charge.total)}"
-        + (f" (с долгом {money(charge.debt)})." if owed else ".")
+    full = f"{heads[0]}, ЛС {account}: {values}. Предварительно к оплате {money(charge.total)}" + (
+        f" (с долгом {money(charge.debt)})." if owed else "."
     )
     if len(full) <= SMS_LIMIT:
         return full
-    return (
-        f"{'Испр.' if corrected else 'Принято'}{when}, ЛС {account}: {values}. "
-        f"Предв. к оплате {money(charge.total)}"
-        + (f" (долг {money(charge.debt)})." if owed else ".")
+    return f"{heads[1]}, ЛС {account}: {values}. Предв. к оплате {money(charge.total)}" + (
+        f" (долг {money(charge.debt)})." if owed else "."
     )
 
 
@@ -77,6 +85,12 @@ def held_for_review(account: str) -> str:
         f"ЛС {account}: показания приняты на проверку — расход намного выше обычного. "
         "Сообщим о решении."
     )
+
+
+def review_rejected(account: str, reason: str) -> str:
+    """Held readings an operator declined, with the operator's reason (shortened to fit)."""
+    head = f"ЛС {account}: показания не приняты."
+    return f"{head} {_short(reason.strip(), SMS_LIMIT - len(head) - 1)}".rstrip()
 
 
 def outside_window(account: str, window: Window, opens: date) -> str:

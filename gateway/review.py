@@ -1,4 +1,5 @@
-"""Operator review of readings held as outliers: list, approve, reject; the sender is told."""
+"""Operator review of readings held as outliers: list, approve, reject; the sender is told
+on their channel, with the preliminary charge when approved."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from datetime import datetime
 
 import structlog
 
+from billing_bridge.charge import preliminary_charge
+from gateway import replies
+from gateway.domain.outcome import Charge, ReadingLine
 from gateway.domain.ports import Notifier
-from gateway.storage import Database
+from gateway.storage import Database, UnitOfWork
 from gateway.storage.database import StoredReading
 
 log = structlog.get_logger("gateway.review")
@@ -33,9 +37,16 @@ class Review:
         self, message_id: int, *, approve: bool, reason: str | None
     ) -> list[StoredReading]:
         now = self._clock()
-        decided = await self._db.run(
-            lambda uow: uow.decide(message_id, approve=approve, note=reason, now=now)
-        )
+
+        def decide(uow: UnitOfWork) -> tuple[list[StoredReading], Charge | None]:
+            decided = uow.decide(message_id, approve=approve, note=reason, now=now)
+            account = uow.load_account(decided[0].account) if decided and approve else None
+            if account is None:
+                return decided, None
+            on = decided[0].taken_on
+            return decided, preliminary_charge(lines(decided), uow.load_tariffs(), account.debt, on)
+
+        decided, charge = await self._db.run(decide)
         if not decided:
             return []
         first = decided[0]
@@ -48,9 +59,16 @@ class Review:
         )
         if first.sender:
             text = (
-                f"ЛС {first.account}: показания проверены и приняты."
-                if approve
-                else f"ЛС {first.account}: показания не приняты. {reason}"
+                replies.review_approved(first.account, lines(decided), charge)
+                if charge is not None
+                else replies.review_rejected(first.account, reason or "")
             )
-            await self._notify(first.channel, first.sender, text[:134])
+            await self._notify(first.channel, first.sender, text)
         return decided
+
+
+def lines(readings: list[StoredReading]) -> tuple[ReadingLine, ...]:
+    return tuple(
+        ReadingLine(r.meter, r.service, r.zone, r.value, r.previous, r.consumption)
+        for r in readings
+    )

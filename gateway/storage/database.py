@@ -73,6 +73,7 @@ class StoredReading:
     consumption: Decimal
     days: int | None
     taken_at: datetime
+    taken_on: date  # the local date: the tariff date
     period: str
     channel: str
     sender: str
@@ -187,6 +188,7 @@ _STORED = (
         _r.consumption,
         _r.days,
         _r.taken_at,
+        _r.taken_on,
         _r.period,
         _reg.account,
         _reg.meter,
@@ -368,6 +370,7 @@ def _stored_reading(row: Any) -> StoredReading:
         row.consumption,
         row.days,
         row.taken_at,
+        row.taken_on,
         row.period,
         row.channel,
         row.sender,

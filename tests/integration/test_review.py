@@ -83,7 +83,9 @@ async def test_approving_accepts_queues_for_billing_and_tells_the_customer(
         {
             "To": "+79121234567",
             "From": "+79000000000",
-            "Body": "ЛС 1234567891: показания проверены и приняты.",
+            # 930 kWh × 6.43 ₽ (the tariff in force on the reading's date).
+            "Body": "Проверено и принято, ЛС 1234567891: ЭЭ 5530. "
+            "Предварительно к оплате 5979,90 ₽.",
         }
     ]
     assert await held.review.held() == []
@@ -207,3 +209,30 @@ async def test_a_correction_of_a_held_first_reading_is_a_plain_reading_for_billi
 
     last = _outbox_bodies(await select_rows(held.db, t.outbox))[-1]
     assert (last["value"], last["kind"], last["replaces"]) == ("4900", "reading", None)
+
+
+async def test_a_long_rejection_reason_is_shortened_to_two_sms_segments(
+    held: Gateway, twilio: FakeTwilio
+) -> None:
+    (item,) = await held.review.held()
+
+    await held.review.reject(item.message_id, "Показание не совпадает с фото счётчика. " * 5)
+
+    body = twilio.sent[0]["Body"]
+    assert len(body) == 134
+    assert body.startswith("ЛС 1234567891: показания не приняты. Показание не совпадает")
+    assert body.endswith("…")
+
+
+async def test_a_decision_without_twilio_configured_is_still_recorded(
+    settings: Settings, clock: Clock, tmp_path: Path
+) -> None:
+    async with gateway(settings, clock) as gw:
+        await _history(gw, clock, tmp_path)
+        await send(gw, "1234567891 5530", sender="+79121234567")
+        (item,) = await gw.review.held()
+
+        decided = await gw.review.approve(item.message_id)
+
+        assert [d.reading_id for d in decided] == [item.reading_id]
+        assert await gw.review.held() == []

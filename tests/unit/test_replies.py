@@ -306,8 +306,18 @@ def test_worst_case_accepted_reply_fits_two_sms_segments() -> None:
     for layout in LAYOUTS:
         readings = [reading(s, z, WORST_VALUE, WORST_METER) for s, z in layout]
         charge = Charge((), WORST_DEBT, WORST_TOTAL)
-        texts.append(replies.accepted(WORST_ACCOUNT, readings, charge))
+        texts += [
+            replies.accepted(WORST_ACCOUNT, readings, charge),
+            replies.accepted(WORST_ACCOUNT, readings, charge, corrected=True, period="2026-12"),
+            replies.review_approved(WORST_ACCOUNT, readings, charge),
+        ]
     assert _over(texts) == []
+
+
+def test_review_rejection_keeps_a_short_reason_whole() -> None:
+    assert replies.review_rejected("1234567890", " Сфотографируйте счётчик. ") == (
+        "ЛС 1234567890: показания не приняты. Сфотографируйте счётчик."
+    )
 
 
 @settings(max_examples=300, deadline=None)
