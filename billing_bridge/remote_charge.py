@@ -23,9 +23,13 @@ log = structlog.get_logger("billing_bridge.remote_charge")
 
 
 class RemoteCharge:
+    """One HTTP session for the gateway's life: its connections are kept between replies,
+    so a quote costs billing's answer, not a new connection. ``close`` ends it."""
+
     def __init__(self, url: str, timeout: float) -> None:
         self._url = url
         self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
 
     async def __call__(
         self, account: str, readings: Sequence[ReadingLine], on: date
@@ -35,21 +39,26 @@ class RemoteCharge:
             "date": on.isoformat(),
             "readings": [r.to_json() for r in readings],
         }
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
         try:
-            async with asyncio.timeout(self._timeout):
-                async with (
-                    aiohttp.ClientSession() as session,
-                    session.post(self._url, json=body) as response,
-                ):
-                    if response.status != 200:
-                        log.warning("remote_charge_refused", status=response.status)
-                        return None
-                    return _charge(await response.json())
+            async with (
+                asyncio.timeout(self._timeout),
+                self._session.post(self._url, json=body) as response,
+            ):
+                if response.status != 200:
+                    log.warning("remote_charge_refused", status=response.status)
+                    return None
+                return _charge(await response.json(content_type=None))
         except TimeoutError:
             log.warning("remote_charge_late", timeout=self._timeout)
         except (aiohttp.ClientError, ValueError, KeyError, TypeError, InvalidOperation) as exc:
             log.warning("remote_charge_failed", error=repr(exc))
         return None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
 
 def _charge(data: dict[str, Any]) -> Charge:

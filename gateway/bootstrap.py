@@ -98,13 +98,15 @@ async def gateway(
 ) -> AsyncIterator[Gateway]:
     """Open the database (creating the schema if needed) and wire the services."""
     db = Database(settings.database_url)
+    quote = (
+        RemoteCharge(settings.billing_charge_url, settings.billing_charge_timeout)
+        if settings.billing_charge_url
+        else None
+    )
     try:
         await db.create_schema()
-        quote = (
-            RemoteCharge(settings.billing_charge_url, settings.billing_charge_timeout)
-            if settings.billing_charge_url
-            else None
-        )
         yield Gateway(settings, db, Intake(db, settings, clock, quote), clock)
     finally:
+        if quote is not None:
+            await quote.close()
         await db.dispose()
