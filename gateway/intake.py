@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -199,7 +198,7 @@ class Intake:
             result,
             history,
             today=today,
-            factor=Decimal(settings.outlier_factor),
+            factor=settings.outlier_factor,
             min_days=settings.outlier_min_days,
         )
         if held:

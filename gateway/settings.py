@@ -59,7 +59,7 @@ class Settings:
     window_policy: str = "next_period"
     # A reading whose consumption per day exceeds outlier_factor × the meter's average
     # daily use is held for an operator; ignored with less than outlier_min_days of history.
-    outlier_factor: int = 3
+    outlier_factor: Decimal = Decimal(3)
     outlier_min_days: int = 60
     max_jump: Mapping[Service, Decimal] = field(
         default_factory=lambda: {
@@ -121,6 +121,11 @@ class Settings:
             settings.window  # noqa: B018 - validates the window early
         except ValueError as exc:
             raise SettingsError(f"acceptance window: {exc}") from exc
+        for name in _POSITIVE:
+            if not getattr(settings, name) > 0:
+                raise SettingsError(f"setting {name} must be above 0: {getattr(settings, name)}")
+        if settings.relay_backoff_cap < settings.relay_backoff_base:
+            raise SettingsError("setting relay_backoff_cap must be at least relay_backoff_base")
         return settings
 
     @classmethod
@@ -135,14 +140,36 @@ class Settings:
         return cls.from_mapping(toml, env)
 
 
+# Numbers that mean nothing at zero or below (a relay of 0 at once would never deliver).
+_POSITIVE = (
+    "port",
+    "billing_timeout",
+    "billing_charge_timeout",
+    "relay_interval",
+    "relay_batch",
+    "relay_concurrency",
+    "relay_lease_seconds",
+    "relay_backoff_base",
+    "relay_backoff_cap",
+    "rate_limit_per_minute",
+    "max_body_bytes",
+    "outlier_factor",
+)
+
+
 def _coerce(name: str, kind: Any, raw: Any) -> Any:
     try:
         if kind in ("int", int):
             return int(raw)
         if kind in ("float", float):
             return float(raw)
+        if kind in ("Decimal", Decimal):
+            value = Decimal(str(raw))
+            if not value.is_finite():
+                raise ValueError(raw)
+            return value
         return str(raw)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, ArithmeticError) as exc:
         raise SettingsError(f"setting {name}: cannot use {raw!r}") from exc
 
 

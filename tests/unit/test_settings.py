@@ -234,3 +234,31 @@ def test_masked_hides_a_password_in_the_billing_url() -> None:
     )
     assert s.masked()["billing_url"] == "https://bridge:***@billing.example/api"
     assert "b1ll-pw" not in repr(s)
+
+
+def test_outlier_factor_may_be_a_fraction() -> None:
+    settings = Settings.from_mapping({}, {"GATEWAY_OUTLIER_FACTOR": "2.5"})
+    assert settings.outlier_factor == Decimal("2.5")
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("OUTLIER_FACTOR", "0"),
+        ("OUTLIER_FACTOR", "NaN"),
+        ("OUTLIER_FACTOR", "lots"),
+        ("RELAY_CONCURRENCY", "0"),
+        ("RELAY_BATCH", "-1"),
+        ("RELAY_LEASE_SECONDS", "0"),
+        ("BILLING_TIMEOUT", "0"),
+        ("BILLING_CHARGE_TIMEOUT", "-2"),
+    ],
+)
+def test_a_number_that_cannot_work_is_refused_by_name(name: str, raw: str) -> None:
+    with pytest.raises(SettingsError, match=name.lower()):
+        Settings.from_mapping({}, {f"GATEWAY_{name}": raw})
+
+
+def test_a_backoff_cap_below_its_base_is_refused() -> None:
+    with pytest.raises(SettingsError, match="relay_backoff_cap"):
+        Settings.from_mapping({"relay_backoff_base": 10, "relay_backoff_cap": 5})
