@@ -161,6 +161,7 @@ async def _readings(gw: Gateway, args: argparse.Namespace) -> int:
                             "previous": None if r.previous is None else format(r.previous, "f"),
                             "consumption": format(r.consumption, "f"),
                             "taken_at": r.taken_at.isoformat(),
+                            "period": r.period,
                             "channel": r.channel,
                             "status": r.status,
                         }
@@ -190,7 +191,7 @@ async def _readings(gw: Gateway, args: argparse.Namespace) -> int:
         local = r.taken_at.astimezone(gw.settings.zone)
         print(
             f"  {local:%Y-%m-%d %H:%M} {r.meter} {r.zone:<7} {r.value:>12} "
-            f"+{r.consumption} via {r.channel} [{r.status}]"
+            f"+{r.consumption} for {r.period} via {r.channel} [{r.status}]"
         )
     return 0
 

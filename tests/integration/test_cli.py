@@ -148,3 +148,119 @@ def test_review_commands_report_when_nothing_is_held(env: dict[str, str]) -> Non
     assert (listed.returncode, listed.stdout) == (0, "nothing is held for review\n")
     assert approved.returncode == 1
     assert "nothing of submission 7 is held" in approved.stderr
+
+
+def _imported(env: dict[str, str], tmp_path: Path) -> None:
+    files = [f"--{k}={tmp_path / f'{k}.csv'}" for k in ("accounts", "meters", "tariffs")]
+    assert run(["import", *files], env).returncode == 0
+
+
+def test_outbox_status_and_relay_once_to_the_embedded_billing(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    _imported(env, tmp_path)
+    run(["sms", "1234567890 12345 6789"], env)
+
+    before = json.loads(run(["outbox", "status", "--json"], env).stdout)
+    relayed = run(["outbox", "relay", "--once"], env)
+    after = json.loads(run(["outbox", "status", "--json"], env).stdout)
+    text = run(["outbox", "status"], env)
+
+    assert (before["pending"], before["delivered"]) == (2, 0)
+    assert before["oldest_pending_seconds"] >= 0
+    assert (relayed.returncode, relayed.stdout) == (0, "delivered 2, retried 0, failed 0\n")
+    assert after == {
+        "pending": 0,
+        "failed": 0,
+        "delivered": 2,
+        "oldest_pending_seconds": None,
+        "failures": [],
+    }
+    assert text.stdout == "pending 0, failed 0, delivered 2; oldest pending —\n"
+
+
+def test_relay_once_exits_one_when_billing_refuses_and_status_lists_the_row(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Billing answers 404 (a wrong GATEWAY_BILLING_URL): the rows are failed and shown."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class NotFound(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(404)
+            self.end_headers()
+            self.wfile.write(b"no such path")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _imported(env, tmp_path)
+        run(["sms", "1234567891 4600"], env)
+        billing = {**env, "GATEWAY_BILLING_URL": f"http://127.0.0.1:{server.server_port}"}
+
+        relayed = run(["outbox", "relay", "--once"], billing)
+        status = run(["outbox", "status"], billing)
+    finally:
+        server.shutdown()
+
+    assert (relayed.returncode, relayed.stdout) == (1, "delivered 0, retried 0, failed 1\n")
+    assert status.stdout.splitlines() == [
+        "pending 0, failed 1, delivered 0; oldest pending —",
+        "  failed 1 (reading-1): HTTP 404: no such path",
+    ]
+
+
+def test_review_list_approve_and_reject_from_the_command_line(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Held submissions made in the past (with a clock), decided by an operator now."""
+    import asyncio
+
+    from gateway.bootstrap import gateway
+    from gateway.settings import Settings
+    from tests.conftest import Clock
+    from tests.integration.test_intake import send
+    from tests.integration.test_periods import _history, moscow_noon
+
+    async def hold_two() -> None:
+        settings = Settings.from_mapping(
+            {"database_url": env["GATEWAY_DATABASE_URL"], "outlier_factor": "1.5"}
+        )
+        clock = Clock()
+        async with gateway(settings, clock) as gw:
+            await _history(gw, clock, tmp_path)
+            assert (await send(gw, "1234567891 5530")).status == "held"
+            clock.now = moscow_noon(20, 12)
+            # 950 kWh in 61 days since October's 4600: above 1.5 × 9.84 a day.
+            assert (await send(gw, "1234567891 5550")).status == "held"
+
+    asyncio.run(hold_two())
+
+    listed = json.loads(run(["review", "list", "--json"], env).stdout)
+    text = run(["review", "list"], env).stdout.splitlines()
+    first, second = (item["id"] for item in listed)
+    approved = run(["review", "approve", str(first)], env)
+    rejected = run(["review", "reject", str(second), "--reason", "Пришлите фото."], env)
+    history = json.loads(run(["readings", "1234567891", "--json"], env).stdout)
+
+    assert [(i["value"], i["consumption"], i["days"], i["period"]) for i in listed] == [
+        ("5530", "930", 31, "2026-11"),
+        ("5550", "950", 61, "2026-12"),
+    ]
+    assert text[0] == (
+        f"{first}: ЛС 1234567891 meter 611002 single 5530 +930 (30.00/day over 31 d) "
+        "period 2026-11 via sms"
+    )
+    assert approved.stdout == f"approved submission {first}: 1 reading(s) of ЛС 1234567891\n"
+    assert rejected.stdout == f"rejected submission {second}: 1 reading(s) of ЛС 1234567891\n"
+    assert [(r["value"], r["period"], r["status"]) for r in history["readings"]] == [
+        ("4300", "2026-09", "accepted"),
+        ("4600", "2026-10", "accepted"),
+        ("5530", "2026-11", "accepted"),
+        ("5550", "2026-12", "declined"),
+    ]
