@@ -242,7 +242,7 @@ async def _drive(
                 stats.errors += 1
                 stats.other_replies[f"{status} {text[:100]}"] += 1
                 continue
-            if "Принято" in text:
+            if "Принято" in text or "Исправлено" in text:  # a correction is accepted too
                 stats.accepted += 1
             else:
                 stats.other_replies[text[:160]] += 1

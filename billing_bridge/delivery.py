@@ -1,9 +1,9 @@
 """The outbox relay: delivers accepted readings to billing until billing has them.
 
 Policy only (the ports do the I/O): claim what is due, deliver concurrently (a register's
-rows one at a time and in order, by construction of the claim), and per verdict mark the
-row delivered, failed, or due again after exponential back-off with full jitter, or after
-billing's own Retry-After.
+rows one at a time and in order, by construction of the claim), and record per verdict,
+for the whole batch in one transaction, that the row was delivered, failed, or is due
+again after exponential back-off with full jitter, or after billing's own Retry-After.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from gateway.domain.outbox import Delivery, OutboxItem, Verdict
+from gateway.domain.outbox import Delivery, OutboxItem, Settled, Verdict
 from gateway.domain.ports import BillingClient, OutboxStore
 
 log = structlog.get_logger("billing_bridge.relay")
@@ -42,6 +42,14 @@ class RelayReport:
     delivered: int = 0
     retried: int = 0
     failed: int = 0
+
+    def count(self, verdict: Verdict) -> None:
+        if verdict is Verdict.DELIVERED:
+            self.delivered += 1
+        elif verdict is Verdict.FAILED:
+            self.failed += 1
+        else:
+            self.retried += 1
 
     def __str__(self) -> str:
         return f"delivered {self.delivered}, retried {self.retried}, failed {self.failed}"
@@ -76,11 +84,16 @@ class OutboxRelay:
             if not claimed:
                 return report
 
-            async def one(item: OutboxItem) -> None:
+            async def one(item: OutboxItem) -> Settled:
                 async with gate:
-                    await self._deliver(item, report, started)
+                    return await self._deliver(item, started)
 
-            await asyncio.gather(*(one(item) for item in claimed))
+            settled = await asyncio.gather(*(one(item) for item in claimed))
+            # One transaction for the batch: a crash before it re-sends these keys, and
+            # billing answers that it has them.
+            await self._store.settle(settled)
+            for result in settled:
+                report.count(result.verdict)
 
     async def run_forever(self, stop: asyncio.Event, interval: float) -> None:
         """Deliver until ``stop`` is set, resting ``interval`` seconds when nothing is due."""
@@ -94,24 +107,21 @@ class OutboxRelay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
 
-    async def _deliver(self, item: OutboxItem, report: RelayReport, started: datetime) -> None:
+    async def _deliver(self, item: OutboxItem, started: datetime) -> Settled:
         try:
             outcome = await self._billing.deliver(item)
         except Exception as exc:  # a client bug must not stop the relay
             log.exception("relay_client_error", outbox_id=item.id)
             outcome = Delivery(Verdict.RETRY, f"client error: {exc!r}")
+        now = self._clock()
         if outcome.verdict is Verdict.DELIVERED:
-            await self._store.delivered(item, self._clock())
-            report.delivered += 1
-        elif outcome.verdict is Verdict.FAILED:
-            await self._store.failed(item, outcome.detail)
-            report.failed += 1
+            return Settled(item, Verdict.DELIVERED, outcome.detail, now)
+        if outcome.verdict is Verdict.FAILED:
             log.warning("relay_failed", outbox_id=item.id, detail=outcome.detail)
-        else:
-            delay = outcome.retry_after
-            if delay is None:
-                delay = self._policy.backoff(item.attempts + 1, self._draw())
-            due = max(self._clock(), started) + timedelta(seconds=max(delay, 0.001))
-            await self._store.retry(item, outcome.detail, due)
-            report.retried += 1
-            log.info("relay_retry", outbox_id=item.id, detail=outcome.detail, delay=delay)
+            return Settled(item, Verdict.FAILED, outcome.detail, now)
+        delay = outcome.retry_after
+        if delay is None:
+            delay = self._policy.backoff(item.attempts + 1, self._draw())
+        due = max(now, started) + timedelta(seconds=max(delay, 0.001))
+        log.info("relay_retry", outbox_id=item.id, detail=outcome.detail, delay=delay)
+        return Settled(item, Verdict.RETRY, outcome.detail, due)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -28,3 +29,14 @@ class Delivery:
     detail: str = ""
     # Seconds billing asked us to wait (Retry-After), when it did.
     retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What became of one delivery attempt, for the outbox to record."""
+
+    item: OutboxItem
+    verdict: Verdict
+    detail: str
+    # DELIVERED: when billing had it; RETRY: not before this time; FAILED: when refused.
+    at: datetime

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Protocol
 
 from gateway.domain.model import InboundMessage
-from gateway.domain.outbox import Delivery, OutboxItem
+from gateway.domain.outbox import Delivery, OutboxItem, Settled
 from gateway.domain.outcome import Charge, Outcome, ReadingLine
 
 
@@ -44,11 +44,9 @@ class OutboxStore(Protocol):
         """Lease up to ``limit`` rows due by ``due_by`` for ``lease_seconds`` from ``now``."""
         ...
 
-    async def delivered(self, item: OutboxItem, now: datetime) -> None: ...
-
-    async def retry(self, item: OutboxItem, error: str, at: datetime) -> None: ...
-
-    async def failed(self, item: OutboxItem, error: str) -> None: ...
+    async def settle(self, results: Sequence[Settled]) -> None:
+        """Record what became of claimed rows, all in one transaction."""
+        ...
 
 
 class BillingClient(Protocol):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -11,7 +11,7 @@ from decimal import Decimal
 from sqlalchemy import and_, bindparam, exists, func, select
 from sqlalchemy.engine import Connection
 
-from gateway.domain.outbox import Delivery, OutboxItem, Verdict
+from gateway.domain.outbox import Delivery, OutboxItem, Settled, Verdict
 from gateway.storage import tables as t
 from gateway.storage.database import Database
 
@@ -37,6 +37,21 @@ _DUE = (
 )
 
 
+_SETTLE = (
+    t.outbox.update()
+    .where(_o.id == bindparam("row_id"))
+    .values(
+        status=bindparam("status"),
+        attempts=bindparam("attempts"),
+        next_attempt_at=bindparam("next_attempt_at"),
+        delivered_at=bindparam("delivered_at"),
+        # A delivered row keeps the error of its last failed attempt, for the record.
+        last_error=func.coalesce(bindparam("last_error"), _o.last_error),
+        lease_until=None,
+    )
+)
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxStatus:
     pending: int
@@ -56,22 +71,21 @@ class SqlOutboxStore:
         until = now + timedelta(seconds=lease_seconds)
         return await self._db.run(lambda uow: _claim(uow.conn, now, due_by, limit, until))
 
-    async def delivered(self, item: OutboxItem, now: datetime) -> None:
-        await self._mark(item, status="delivered", delivered_at=now, lease_until=None)
-
-    async def retry(self, item: OutboxItem, error: str, at: datetime) -> None:
-        await self._mark(
-            item, attempts=item.attempts + 1, next_attempt_at=at, last_error=error, lease_until=None
-        )
-
-    async def failed(self, item: OutboxItem, error: str) -> None:
-        await self._mark(
-            item, status="failed", attempts=item.attempts + 1, last_error=error, lease_until=None
-        )
-
-    async def _mark(self, item: OutboxItem, **values: object) -> None:
-        statement = t.outbox.update().where(_o.id == item.id).values(**values)
-        await self._db.run(lambda uow: uow.conn.execute(statement))
+    async def settle(self, results: Sequence[Settled]) -> None:
+        if not results:
+            return
+        rows = [
+            {
+                "row_id": r.item.id,
+                "status": "pending" if r.verdict is Verdict.RETRY else r.verdict.value,
+                "attempts": r.item.attempts + (r.verdict is not Verdict.DELIVERED),
+                "next_attempt_at": r.at if r.verdict is Verdict.RETRY else None,
+                "delivered_at": r.at if r.verdict is Verdict.DELIVERED else None,
+                "last_error": None if r.verdict is Verdict.DELIVERED else r.detail,
+            }
+            for r in results
+        ]
+        await self._db.run(lambda uow: uow.conn.execute(_SETTLE, rows))
 
     async def status(self, now: datetime) -> OutboxStatus:
         def read(conn: Connection) -> OutboxStatus:

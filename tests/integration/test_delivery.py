@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 
 from gateway.bootstrap import Gateway, gateway
+from gateway.domain.outbox import Settled, Verdict
 from gateway.settings import Settings
 from gateway.storage import tables as t
 from gateway.storage.outbox_store import SqlOutboxStore
@@ -280,7 +281,7 @@ async def test_a_row_due_after_the_pass_began_waits_for_the_next_pass(
     store = SqlOutboxStore(gw.db)
     started = clock()
     (item,) = await store.claim(started, 10, 60.0, due_by=started)
-    await store.retry(item, "HTTP 503", started + timedelta(seconds=1))
+    await store.settle([Settled(item, Verdict.RETRY, "HTTP 503", started + timedelta(seconds=1))])
     clock.advance(seconds=5)
 
     assert await store.claim(clock(), 10, 60.0, due_by=started) == []
@@ -330,3 +331,18 @@ async def test_retry_after_from_billing_sets_when_the_row_is_tried_again(
     assert row["next_attempt_at"] == START + timedelta(seconds=120)
     assert row["last_error"].startswith("HTTP 429")
     assert (early.delivered, due.delivered) == (0, 1)
+
+
+async def test_a_row_delivered_after_a_failure_keeps_its_attempts_and_last_error(
+    settings: Settings, clock: Clock, tmp_path: Path, billing: FakeBilling
+) -> None:
+    billing.script = ["503"]
+    async with gateway(relayed(settings, billing.url), clock) as gw:
+        await load_registry(gw, tmp_path)
+        await send(gw, "1234567891 4600")
+        await drain(gw, clock)
+        (row,) = await select_rows(gw.db, t.outbox)
+
+    assert (row["status"], row["attempts"], row["lease_until"]) == ("delivered", 1, None)
+    assert row["last_error"].startswith("HTTP 503")
+    assert row["delivered_at"] == START + timedelta(seconds=301)
