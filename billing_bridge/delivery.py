@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from gateway.domain.outbox import Delivery, OutboxItem, Settled, Verdict
-from gateway.domain.ports import BillingClient, OutboxStore
+from gateway.domain.ports import BatchBillingClient, BillingClient, OutboxStore
 
 log = structlog.get_logger("billing_bridge.relay")
 
@@ -84,11 +84,15 @@ class OutboxRelay:
             if not claimed:
                 return report
 
-            async def one(item: OutboxItem) -> Settled:
-                async with gate:
-                    return await self._deliver(item, started)
+            if isinstance(self._billing, BatchBillingClient):
+                settled = await self._deliver_all(claimed, started)
+            else:
 
-            settled = await asyncio.gather(*(one(item) for item in claimed))
+                async def one(item: OutboxItem) -> Settled:
+                    async with gate:
+                        return self._verdict(item, await self._deliver(item), started)
+
+                settled = await asyncio.gather(*(one(item) for item in claimed))
             # One transaction for the batch: a crash before it re-sends these keys, and
             # billing answers that it has them.
             await self._store.settle(settled)
@@ -107,12 +111,26 @@ class OutboxRelay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
 
-    async def _deliver(self, item: OutboxItem, started: datetime) -> Settled:
+    async def _deliver(self, item: OutboxItem) -> Delivery:
         try:
-            outcome = await self._billing.deliver(item)
+            return await self._billing.deliver(item)
         except Exception as exc:  # a client bug must not stop the relay
             log.exception("relay_client_error", outbox_id=item.id)
-            outcome = Delivery(Verdict.RETRY, f"client error: {exc!r}")
+            return Delivery(Verdict.RETRY, f"client error: {exc!r}")
+
+    async def _deliver_all(self, items: list[OutboxItem], started: datetime) -> list[Settled]:
+        assert isinstance(self._billing, BatchBillingClient)
+        try:
+            outcomes = await self._billing.deliver_all(items)
+        except Exception as exc:
+            log.exception("relay_client_error", outbox_ids=[item.id for item in items])
+            outcomes = [Delivery(Verdict.RETRY, f"client error: {exc!r}") for _ in items]
+        return [
+            self._verdict(item, outcome, started)
+            for item, outcome in zip(items, outcomes, strict=True)
+        ]
+
+    def _verdict(self, item: OutboxItem, outcome: Delivery, started: datetime) -> Settled:
         now = self._clock()
         if outcome.verdict is Verdict.DELIVERED:
             return Settled(item, Verdict.DELIVERED, outcome.detail, now)

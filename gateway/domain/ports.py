@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from gateway.domain.model import InboundMessage
 from gateway.domain.outbox import Delivery, OutboxItem, Settled
@@ -51,3 +51,11 @@ class OutboxStore(Protocol):
 
 class BillingClient(Protocol):
     async def deliver(self, item: OutboxItem) -> Delivery: ...
+
+
+@runtime_checkable
+class BatchBillingClient(BillingClient, Protocol):
+    """A billing that takes a claimed batch at once (the embedded one: one transaction).
+    A batch holds at most one row per register, so order per register is kept."""
+
+    async def deliver_all(self, items: Sequence[OutboxItem]) -> list[Delivery]: ...

@@ -127,38 +127,53 @@ def _claim(
 
 
 class EmbeddedBilling:
-    """Billing kept in the gateway's own database: a repeat of a key is 'already have it'."""
+    """Billing kept in the gateway's own database: a repeat of a key is 'already have it'.
+    Being local, it takes a whole batch in one transaction (``deliver_all``)."""
 
     def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
         self._db = db
         self._clock = clock
 
     async def deliver(self, item: OutboxItem) -> Delivery:
-        payload, now = item.payload, self._clock()
+        (delivery,) = await self.deliver_all([item])
+        return delivery
 
-        def store(conn: Connection) -> Delivery:
-            known = conn.scalar(
-                select(t.billing_readings.c.id).where(
-                    t.billing_readings.c.idempotency_key == item.idempotency_key
-                )
-            )
-            if known is not None:
-                return Delivery(Verdict.DELIVERED, "already had it")
-            replaces = payload.get("replaces") or {}
-            conn.execute(
-                t.billing_readings.insert().values(
-                    idempotency_key=item.idempotency_key,
-                    reading_id=payload["reading_id"],
-                    kind=payload.get("kind", "reading"),
-                    replaces_key=replaces.get("idempotency_key"),
-                    account=payload["account"],
-                    meter=payload["meter"],
-                    zone=payload["zone"],
-                    period=payload["period"],
-                    value=Decimal(payload["value"]),
-                    received_at=now,
-                )
-            )
-            return Delivery(Verdict.DELIVERED, "stored")
+    async def deliver_all(self, items: Sequence[OutboxItem]) -> list[Delivery]:
+        now = self._clock()
+        return await self._db.run(lambda uow: _store_in_billing(uow.conn, items, now))
 
-        return await self._db.run(lambda uow: store(uow.conn))
+
+_billing = t.billing_readings.c
+_KNOWN_KEYS = select(_billing.idempotency_key).where(
+    _billing.idempotency_key.in_(bindparam("keys", expanding=True))
+)
+
+
+def _store_in_billing(
+    conn: Connection, items: Sequence[OutboxItem], now: datetime
+) -> list[Delivery]:
+    keys = [item.idempotency_key for item in items]
+    known = set(conn.scalars(_KNOWN_KEYS, {"keys": keys}))
+    new = [item for item in items if item.idempotency_key not in known]
+    if new:
+        conn.execute(
+            t.billing_readings.insert(),
+            [
+                {
+                    "idempotency_key": item.idempotency_key,
+                    "reading_id": item.payload["reading_id"],
+                    "kind": item.payload.get("kind", "reading"),
+                    "replaces_key": (item.payload.get("replaces") or {}).get("idempotency_key"),
+                    "account": item.payload["account"],
+                    "meter": item.payload["meter"],
+                    "zone": item.payload["zone"],
+                    "period": item.payload["period"],
+                    "value": Decimal(item.payload["value"]),
+                    "received_at": now,
+                }
+                for item in new
+            ],
+        )
+    return [
+        Delivery(Verdict.DELIVERED, "already had it" if key in known else "stored") for key in keys
+    ]

@@ -22,7 +22,7 @@ from gateway.bootstrap import Gateway, gateway
 from gateway.domain.outbox import Settled, Verdict
 from gateway.settings import Settings
 from gateway.storage import tables as t
-from gateway.storage.outbox_store import SqlOutboxStore
+from gateway.storage.outbox_store import EmbeddedBilling, SqlOutboxStore
 from tests.conftest import START, Clock, load_registry, loopback, select_rows
 from tests.integration.test_intake import send
 
@@ -346,3 +346,25 @@ async def test_a_row_delivered_after_a_failure_keeps_its_attempts_and_last_error
     assert (row["status"], row["attempts"], row["lease_until"]) == ("delivered", 1, None)
     assert row["last_error"].startswith("HTTP 503")
     assert row["delivered_at"] == START + timedelta(seconds=301)
+
+
+async def test_embedded_billing_takes_a_batch_and_answers_a_repeat_as_had(
+    gw: Gateway, clock: Clock
+) -> None:
+    """A relay that died before settling left a key in billing: the next pass, in one
+    batch with new rows, finds it there and marks it delivered without a second copy."""
+    await send(gw, "1234567890 12345 6789")
+    await send(gw, "1234567891 4600")
+    store = SqlOutboxStore(gw.db)
+    first, *_ = await store.claim(clock(), 1, 60.0, due_by=clock())
+    await EmbeddedBilling(gw.db, clock).deliver(first)  # ... and the relay died here
+    clock.advance(seconds=61)
+
+    async with gw.relay() as relay:
+        report = await relay.run_once()
+
+    assert (report.delivered, report.retried, report.failed) == (3, 0, 0)
+    held = await select_rows(gw.db, t.billing_readings)
+    assert sorted(r["idempotency_key"] for r in held) == sorted(
+        r["idempotency_key"] for r in await select_rows(gw.db, t.outbox)
+    )
