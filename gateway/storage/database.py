@@ -316,39 +316,39 @@ def _create_and_check(conn: Connection) -> list[str]:
 
 
 def _outbox_payload(
-    reading_id: int,
-    register_id: int,
-    account: str,
-    meter: str,
-    service: str,
-    zone: str,
-    value: Decimal,
-    previous: Decimal | None,
-    consumption: Decimal,
-    taken_at: datetime,
-    period: str,
-    replaces: int | None,
+    reading_id: int, reading: Mapping[Any, Any], replaces: int | None
 ) -> dict[str, Any]:
-    """What billing receives for a reading (documented in the README). A correction names
-    the reading billing was sent for the same register and period."""
+    """What billing receives for a reading (documented in the README), from its row with
+    the register's columns. A correction names the reading billing was sent for the same
+    register and period."""
+    previous = reading["previous"]
     return {
         "reading_id": reading_id,
-        "register_id": register_id,
+        "register_id": reading["register_id"],
         "kind": "correction" if replaces is not None else "reading",
         "replaces": (
             None
             if replaces is None
             else {"reading_id": replaces, "idempotency_key": idempotency_key(replaces)}
         ),
-        "period": period,
-        "account": account,
-        "meter": meter,
-        "service": service,
-        "zone": zone,
-        "value": format(value, "f"),
+        "period": reading["period"],
+        "account": reading["account"],
+        "meter": reading["meter"],
+        "service": reading["service"],
+        "zone": reading["zone"],
+        "value": format(reading["value"], "f"),
         "previous": None if previous is None else format(previous, "f"),
-        "consumption": format(consumption, "f"),
-        "taken_at": taken_at.isoformat(),
+        "consumption": format(reading["consumption"], "f"),
+        "taken_at": reading["taken_at"].isoformat(),
+    }
+
+
+def _register_columns(register: Register) -> dict[str, str]:
+    return {
+        "account": register.account,
+        "meter": register.meter,
+        "service": register.service.value,
+        "zone": register.zone.value,
     }
 
 
@@ -570,44 +570,32 @@ class UnitOfWork:
         corrected = [item.register.id for item in items if item.register.current is not None]
         statuses = ("held",) if held else ("accepted", "held")
         replaced = self._supersede(corrected, period, statuses)
-        result = self.conn.execute(
-            _INSERT_READINGS,
-            [
-                {
-                    "register_id": item.register.id,
-                    "message_id": message_id,
-                    "value": item.value,
-                    "previous": item.previous,
-                    "consumption": item.consumption,
-                    "taken_at": taken_at,
-                    "taken_on": taken_on,
-                    "days": item.days,
-                    "period": period,
-                    "status": "held" if held else "accepted",
-                    "replaces_id": replaced.get(item.register.id),
-                }
-                for item in items
-            ],
-        )
-        ids = [int(row[0]) for row in result]
+        rows = [
+            {
+                "register_id": item.register.id,
+                "message_id": message_id,
+                "value": item.value,
+                "previous": item.previous,
+                "consumption": item.consumption,
+                "taken_at": taken_at,
+                "taken_on": taken_on,
+                "days": item.days,
+                "period": period,
+                "status": "held" if held else "accepted",
+                "replaces_id": replaced.get(item.register.id),
+            }
+            for item in items
+        ]
+        ids = [int(row[0]) for row in self.conn.execute(_INSERT_READINGS, rows)]
         if not held:
             self._enqueue(
                 [
                     _outbox_payload(
                         reading_id,
-                        item.register.id,
-                        item.register.account,
-                        item.register.meter,
-                        item.register.service.value,
-                        item.register.zone.value,
-                        item.value,
-                        item.previous,
-                        item.consumption,
-                        taken_at,
-                        period,
+                        {**row, **_register_columns(item.register)},
                         replaced.get(item.register.id),
                     )
-                    for reading_id, item in zip(ids, items, strict=True)
+                    for reading_id, row, item in zip(ids, rows, items, strict=True)
                 ],
                 taken_at,
             )
@@ -683,23 +671,7 @@ class UnitOfWork:
             ],
         )
         self._enqueue(
-            [
-                _outbox_payload(
-                    row.id,
-                    row.register_id,
-                    row.account,
-                    row.meter,
-                    row.service,
-                    row.zone,
-                    row.value,
-                    row.previous,
-                    row.consumption,
-                    row.taken_at,
-                    row.period,
-                    replaced.get(row.register_id),
-                )
-                for row in rows
-            ],
+            [_outbox_payload(row.id, row._mapping, replaced.get(row.register_id)) for row in rows],
             now,
         )
         return [_stored_reading(row) for row in rows]
