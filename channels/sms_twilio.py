@@ -18,6 +18,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from gateway.domain.model import InboundMessage
 from gateway.domain.ports import OnInbound
+from gateway.domain.privacy import mask_sender
 
 CHANNEL = "sms"
 PATH = "/sms/twilio"
@@ -107,11 +108,7 @@ class TwilioRestSender:
             ):
                 if response.status in (200, 201):
                     return True
-                log.warning("sms_not_sent", status=response.status, to=_mask(to))
+                log.warning("sms_not_sent", status=response.status, to=mask_sender(to))
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("sms_not_sent", error=str(exc), to=_mask(to))
+            log.warning("sms_not_sent", error=str(exc), to=mask_sender(to))
         return False
-
-
-def _mask(phone: str) -> str:
-    return f"{phone[:5]}***{phone[-4:]}" if len(phone) >= 10 else "***"

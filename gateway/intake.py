@@ -17,6 +17,7 @@ from gateway.domain.model import Account, InboundMessage
 from gateway.domain.outcome import Charge, Outcome, OutcomeError, ReadingLine, Status
 from gateway.domain.periods import WindowPolicy, place
 from gateway.domain.ports import ChargeQuote
+from gateway.domain.privacy import mask_sender
 from gateway.settings import Settings
 from gateway.storage import Database, UnitOfWork
 from gateway.storage.database import NewReading
@@ -25,18 +26,6 @@ from parsers import HELP_TEXT, Command, ParseError, parse_message
 log = structlog.get_logger("gateway.intake")
 
 Clock = Callable[[], datetime]
-
-
-def mask_sender(sender: str) -> str:
-    """``+79121234567`` → ``+7912***4567``; ``name@example.org`` → ``n***@example.org``."""
-    if "@" in sender:
-        local, _, domain = sender.partition("@")
-        return f"{local[:1]}***@{domain}"
-    if len(sender) <= 6:
-        return "***"
-    if len(sender) < 10:  # short ids (Telegram users): reveal at most four characters
-        return f"{sender[:2]}***{sender[-2:]}"
-    return f"{sender[:5]}***{sender[-4:]}"
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""gateway.replies (the Russian texts senders receive) and intake.mask_sender (pure)."""
+"""gateway.replies (the Russian texts senders receive) and mask_sender (pure)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from gateway import replies
 from gateway.domain.errors import ErrorCode
 from gateway.domain.model import Account, Capacity, PreviousReading, Register, Service, Zone
 from gateway.domain.outcome import Charge, ReadingLine
+from gateway.domain.privacy import mask_sender
 from gateway.domain.rules import Rejection
-from gateway.intake import mask_sender
 from parsers import ParseError, parse_submission
 
 D = Decimal
