@@ -44,7 +44,7 @@ class Settings:
     relay_interval: float = 2.0
     relay_batch: int = 100
     relay_concurrency: int = 8
-    relay_lease_seconds: float = 60.0
+    relay_lease_seconds: float = 300.0
     relay_backoff_base: float = 1.0
     relay_backoff_cap: float = 300.0
     timezone: str = "Europe/Moscow"
@@ -126,6 +126,16 @@ class Settings:
                 raise SettingsError(f"setting {name} must be above 0: {getattr(settings, name)}")
         if settings.relay_backoff_cap < settings.relay_backoff_base:
             raise SettingsError("setting relay_backoff_cap must be at least relay_backoff_base")
+        # A claimed batch is settled when all of it is done: its lease must outlast the
+        # slowest batch, or a second relay could claim rows this one is still sending.
+        rounds = -(-settings.relay_batch // settings.relay_concurrency)
+        slowest = rounds * settings.billing_timeout
+        if settings.relay_lease_seconds <= slowest:
+            raise SettingsError(
+                f"setting relay_lease_seconds ({settings.relay_lease_seconds:g}) must exceed "
+                f"the longest a batch can take: ceil(relay_batch / relay_concurrency) × "
+                f"billing_timeout = {slowest:g} s"
+            )
         return settings
 
     @classmethod

@@ -213,6 +213,7 @@ async def test_a_relay_killed_mid_delivery_repeats_the_same_key_not_a_new_readin
         "GATEWAY_DATABASE_URL": settings.database_url,
         "GATEWAY_BILLING_URL": billing.url,
         "GATEWAY_BILLING_TIMEOUT": "60",
+        "GATEWAY_RELAY_BATCH": "8",
         "GATEWAY_LOG_FORMAT": "json",
     }
     relay = subprocess.Popen(
@@ -232,7 +233,7 @@ async def test_a_relay_killed_mid_delivery_repeats_the_same_key_not_a_new_readin
         relay.wait(timeout=10)
 
     # The killed relay leased the row by wall time; look again after that lease ends.
-    clock.now = datetime.now(UTC) + timedelta(minutes=5)
+    clock.now = datetime.now(UTC) + timedelta(minutes=10)
     async with gateway(relayed(settings, billing.url), clock) as gw:
         await drain(gw, clock)
         (row,) = await select_rows(gw.db, t.outbox)
@@ -291,14 +292,14 @@ async def test_a_row_due_after_the_pass_began_waits_for_the_next_pass(
 async def test_a_relay_pass_holds_a_lease_on_every_row_while_billing_has_it_in_hand(
     settings: Settings, clock: Clock, tmp_path: Path, billing: FakeBilling
 ) -> None:
-    """Billing takes two minutes a reading, longer than the lease: the second row of a
+    """Billing takes 400 s a reading, longer than the lease: the second row of a
     register, claimed late in the pass, is still leased while it is being sent."""
     leases = []
 
     async def slow_billing(key: str) -> None:
         (row,) = [r for r in await select_rows(gw.db, t.outbox) if r["idempotency_key"] == key]
         leases.append(row["lease_until"] - clock())
-        clock.advance(seconds=120)
+        clock.advance(seconds=400)
 
     billing.on_request = slow_billing
     async with gateway(relayed(settings, billing.url), clock) as gw:
@@ -309,7 +310,7 @@ async def test_a_relay_pass_holds_a_lease_on_every_row_while_billing_has_it_in_h
             report = await relay.run_once()
 
     assert report.delivered == 2
-    assert leases == [timedelta(seconds=60), timedelta(seconds=60)]
+    assert leases == [timedelta(seconds=300), timedelta(seconds=300)]
 
 
 async def test_retry_after_from_billing_sets_when_the_row_is_tried_again(

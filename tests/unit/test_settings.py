@@ -262,3 +262,10 @@ def test_a_number_that_cannot_work_is_refused_by_name(name: str, raw: str) -> No
 def test_a_backoff_cap_below_its_base_is_refused() -> None:
     with pytest.raises(SettingsError, match="relay_backoff_cap"):
         Settings.from_mapping({"relay_backoff_base": 10, "relay_backoff_cap": 5})
+
+
+def test_a_lease_a_batch_could_outlast_is_refused() -> None:
+    """100 rows, 8 at a time, 10 s each at worst: 130 s, so a 120 s lease could lapse."""
+    with pytest.raises(SettingsError, match=r"relay_lease_seconds \(120\) must exceed .* 130 s"):
+        Settings.from_mapping({"relay_lease_seconds": 120})
+    assert Settings.from_mapping({"relay_lease_seconds": 131}).relay_lease_seconds == 131
