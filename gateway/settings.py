@@ -86,6 +86,8 @@ class Settings:
         out["database_url"] = _mask_url(self.database_url)
         out["billing_url"] = _mask_url(self.billing_url)
         out["billing_charge_url"] = _mask_url(self.billing_charge_url)
+        out["outlier_factor"] = str(self.outlier_factor)
+        out["max_jump"] = {service.value: str(limit) for service, limit in self.max_jump.items()}
         return out
 
     def __repr__(self) -> str:

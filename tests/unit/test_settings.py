@@ -269,3 +269,9 @@ def test_a_lease_a_batch_could_outlast_is_refused() -> None:
     with pytest.raises(SettingsError, match=r"relay_lease_seconds \(120\) must exceed .* 130 s"):
         Settings.from_mapping({"relay_lease_seconds": 120})
     assert Settings.from_mapping({"relay_lease_seconds": 131}).relay_lease_seconds == 131
+
+
+def test_masked_settings_show_decimals_plainly_for_the_log() -> None:
+    masked = Settings.from_mapping({"outlier_factor": "2.5"}).masked()
+    assert masked["outlier_factor"] == "2.5"
+    assert masked["max_jump"] == {"electricity": "1000", "hot_water": "30", "cold_water": "30"}
