@@ -34,6 +34,10 @@ def env(tmp_path: Path) -> dict[str, str]:
         "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
         "GATEWAY_CONFIG": str(Path(__file__).parents[2] / "config" / "gateway.toml"),
         "GATEWAY_LOG_FORMAT": "json",
+        # A process runs on today's date: a window of the whole month keeps the replies
+        # these tests expect the same on any day (the window has tests of its own).
+        "GATEWAY_WINDOW_START": "1",
+        "GATEWAY_WINDOW_END": "31",
     }
 
 
