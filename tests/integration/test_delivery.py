@@ -84,6 +84,16 @@ def relayed(settings: Settings, url: str) -> Settings:
     return replace(settings, billing_url=url, billing_timeout=0.3, relay_backoff_cap=300.0)
 
 
+@pytest.fixture
+async def billed(
+    settings: Settings, clock: Clock, tmp_path: Path, billing: FakeBilling
+) -> AsyncIterator[Gateway]:
+    """A gateway that delivers to the billing fake, with the standard registry loaded."""
+    async with gateway(relayed(settings, billing.url), clock) as gw:
+        await load_registry(gw, tmp_path)
+        yield gw
+
+
 async def fill_outbox(gw: Gateway) -> list[dict[str, Any]]:
     """Readings of three accounts, one corrected: five outbox rows, two for one register."""
     for text in (
@@ -109,22 +119,20 @@ async def drain(gw: Gateway, clock: Clock, passes: int = 30) -> None:
 
 
 async def test_every_reading_arrives_exactly_once_in_order_despite_failures(
-    settings: Settings, clock: Clock, tmp_path: Path, billing: FakeBilling
+    billed: Gateway, clock: Clock, billing: FakeBilling
 ) -> None:
     billing.script = ["500", "503", "429:0", "slow", "500", "429:2", "503"]
-    async with gateway(relayed(settings, billing.url), clock) as gw:
-        await load_registry(gw, tmp_path)
-        rows = await fill_outbox(gw)
+    rows = await fill_outbox(billed)
 
-        await drain(gw, clock)
+    await drain(billed, clock)
 
-        assert sorted(billing.store) == sorted(r["idempotency_key"] for r in rows)
-        stored_order = [body["reading_id"] for body in billing.store.values()]
-        for register in {r["register_id"] for r in rows}:
-            ids = [r["reading_id"] for r in rows if r["register_id"] == register]
-            assert [i for i in stored_order if i in ids] == ids
-        statuses = {r["status"] for r in await select_rows(gw.db, t.outbox)}
-        assert statuses == {"delivered"}
+    assert sorted(billing.store) == sorted(r["idempotency_key"] for r in rows)
+    stored_order = [body["reading_id"] for body in billing.store.values()]
+    for register in {r["register_id"] for r in rows}:
+        ids = [r["reading_id"] for r in rows if r["register_id"] == register]
+        assert [i for i in stored_order if i in ids] == ids
+    statuses = {r["status"] for r in await select_rows(billed.db, t.outbox)}
+    assert statuses == {"delivered"}
 
 
 async def test_connection_refused_is_retried_until_billing_comes_up(
@@ -153,19 +161,17 @@ async def test_connection_refused_is_retried_until_billing_comes_up(
 
 
 async def test_a_refused_reading_is_failed_and_shown_a_repeat_counts_as_delivered(
-    settings: Settings, clock: Clock, tmp_path: Path, billing: FakeBilling
+    billed: Gateway, clock: Clock, billing: FakeBilling
 ) -> None:
-    async with gateway(relayed(settings, billing.url), clock) as gw:
-        await load_registry(gw, tmp_path)
-        await send(gw, "1234567891 4600")
-        await send(gw, "1234567892 121 99")
-        first, *_ = await select_rows(gw.db, t.outbox)
-        billing.store[first["idempotency_key"]] = {}  # billing had the first one already
-        billing.script = ["409", "400"]
+    await send(billed, "1234567891 4600")
+    await send(billed, "1234567892 121 99")
+    first, *_ = await select_rows(billed.db, t.outbox)
+    billing.store[first["idempotency_key"]] = {}  # billing had the first one already
+    billing.script = ["409", "400"]
 
-        async with gw.relay() as relay:
-            report = await relay.run_once()
-        state = await SqlOutboxStore(gw.db).status(clock())
+    async with billed.relay() as relay:
+        report = await relay.run_once()
+    state = await SqlOutboxStore(billed.db).status(clock())
 
     assert (report.delivered, report.failed) == (2, 1)
     assert (state.pending, state.failed, state.delivered) == (0, 1, 2)
@@ -173,14 +179,12 @@ async def test_a_refused_reading_is_failed_and_shown_a_repeat_counts_as_delivere
 
 
 async def test_two_relays_at_once_never_send_a_row_twice(
-    settings: Settings, clock: Clock, tmp_path: Path, billing: FakeBilling
+    billed: Gateway, clock: Clock, billing: FakeBilling
 ) -> None:
-    async with gateway(relayed(settings, billing.url), clock) as gw:
-        await load_registry(gw, tmp_path)
-        rows = await fill_outbox(gw)
-        async with gw.relay() as one, gw.relay() as two:
-            for _ in range(3):
-                await asyncio.gather(one.run_once(), two.run_once())
+    rows = await fill_outbox(billed)
+    async with billed.relay() as one, billed.relay() as two:
+        for _ in range(3):
+            await asyncio.gather(one.run_once(), two.run_once())
 
     keys = [key for key, _ in billing.requests]
     assert sorted(keys) == sorted(r["idempotency_key"] for r in rows)
@@ -290,43 +294,39 @@ async def test_a_row_due_after_the_pass_began_waits_for_the_next_pass(
 
 
 async def test_a_relay_pass_holds_a_lease_on_every_row_while_billing_has_it_in_hand(
-    settings: Settings, clock: Clock, tmp_path: Path, billing: FakeBilling
+    billed: Gateway, clock: Clock, billing: FakeBilling
 ) -> None:
     """Billing takes 400 s a reading, longer than the lease: the second row of a
     register, claimed late in the pass, is still leased while it is being sent."""
     leases = []
 
     async def slow_billing(key: str) -> None:
-        (row,) = [r for r in await select_rows(gw.db, t.outbox) if r["idempotency_key"] == key]
+        (row,) = [r for r in await select_rows(billed.db, t.outbox) if r["idempotency_key"] == key]
         leases.append(row["lease_until"] - clock())
         clock.advance(seconds=400)
 
     billing.on_request = slow_billing
-    async with gateway(relayed(settings, billing.url), clock) as gw:
-        await load_registry(gw, tmp_path)
-        await send(gw, "1234567891 4600")
-        await send(gw, "1234567891 4610")
-        async with gw.relay() as relay:
-            report = await relay.run_once()
+    await send(billed, "1234567891 4600")
+    await send(billed, "1234567891 4610")
+    async with billed.relay() as relay:
+        report = await relay.run_once()
 
     assert report.delivered == 2
     assert leases == [timedelta(seconds=300), timedelta(seconds=300)]
 
 
 async def test_retry_after_from_billing_sets_when_the_row_is_tried_again(
-    settings: Settings, clock: Clock, tmp_path: Path, billing: FakeBilling
+    billed: Gateway, clock: Clock, billing: FakeBilling
 ) -> None:
     billing.script = ["429:120"]
-    async with gateway(relayed(settings, billing.url), clock) as gw:
-        await load_registry(gw, tmp_path)
-        await send(gw, "1234567891 4600")
-        async with gw.relay() as relay:
-            await relay.run_once()
-            (row,) = await select_rows(gw.db, t.outbox)
-            clock.advance(seconds=119)
-            early = await relay.run_once()
-            clock.advance(seconds=2)
-            due = await relay.run_once()
+    await send(billed, "1234567891 4600")
+    async with billed.relay() as relay:
+        await relay.run_once()
+        (row,) = await select_rows(billed.db, t.outbox)
+        clock.advance(seconds=119)
+        early = await relay.run_once()
+        clock.advance(seconds=2)
+        due = await relay.run_once()
 
     assert (row["status"], row["attempts"]) == ("pending", 1)
     assert row["next_attempt_at"] == START + timedelta(seconds=120)
@@ -335,14 +335,12 @@ async def test_retry_after_from_billing_sets_when_the_row_is_tried_again(
 
 
 async def test_a_row_delivered_after_a_failure_keeps_its_attempts_and_last_error(
-    settings: Settings, clock: Clock, tmp_path: Path, billing: FakeBilling
+    billed: Gateway, clock: Clock, billing: FakeBilling
 ) -> None:
     billing.script = ["503"]
-    async with gateway(relayed(settings, billing.url), clock) as gw:
-        await load_registry(gw, tmp_path)
-        await send(gw, "1234567891 4600")
-        await drain(gw, clock)
-        (row,) = await select_rows(gw.db, t.outbox)
+    await send(billed, "1234567891 4600")
+    await drain(billed, clock)
+    (row,) = await select_rows(billed.db, t.outbox)
 
     assert (row["status"], row["attempts"], row["lease_until"]) == ("delivered", 1, None)
     assert row["last_error"].startswith("HTTP 503")
