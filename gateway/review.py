@@ -40,9 +40,10 @@ class Review:
 
         def decide(uow: UnitOfWork) -> tuple[list[StoredReading], Charge | None]:
             decided = uow.decide(message_id, approve=approve, note=reason, now=now)
-            account = uow.load_account(decided[0].account) if decided and approve else None
-            if account is None:
+            if not decided or not approve:
                 return decided, None
+            account = uow.load_account(decided[0].account)
+            assert account is not None  # its readings reference it
             on = decided[0].taken_on
             return decided, preliminary_charge(lines(decided), uow.load_tariffs(), account.debt, on)
 
@@ -58,11 +59,11 @@ class Review:
             readings=len(decided),
         )
         if first.sender:
-            text = (
-                replies.review_approved(first.account, lines(decided), charge)
-                if charge is not None
-                else replies.review_rejected(first.account, reason or "")
-            )
+            if approve:
+                assert charge is not None
+                text = replies.review_approved(first.account, lines(decided), charge)
+            else:
+                text = replies.review_rejected(first.account, reason or "")
             await self._notify(first.channel, first.sender, text)
         return decided
 
