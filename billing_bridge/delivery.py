@@ -85,7 +85,7 @@ class OutboxRelay:
                 return report
 
             if isinstance(self._billing, BatchBillingClient):
-                settled = await self._deliver_all(claimed, started)
+                settled = await self._deliver_all(self._billing, claimed, started)
             else:
 
                 async def one(item: OutboxItem) -> Settled:
@@ -118,10 +118,11 @@ class OutboxRelay:
             log.exception("relay_client_error", outbox_id=item.id)
             return Delivery(Verdict.RETRY, f"client error: {exc!r}")
 
-    async def _deliver_all(self, items: list[OutboxItem], started: datetime) -> list[Settled]:
-        assert isinstance(self._billing, BatchBillingClient)
+    async def _deliver_all(
+        self, billing: BatchBillingClient, items: list[OutboxItem], started: datetime
+    ) -> list[Settled]:
         try:
-            outcomes = await self._billing.deliver_all(items)
+            outcomes = await billing.deliver_all(items)
         except Exception as exc:
             log.exception("relay_client_error", outbox_ids=[item.id for item in items])
             outcomes = [Delivery(Verdict.RETRY, f"client error: {exc!r}") for _ in items]
