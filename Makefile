@@ -34,6 +34,7 @@ typecheck: install
 
 bench: install
 	$(BIN)/python -m bench.parse
+	$(BIN)/python -m bench.worst
 	$(BIN)/python -m bench.webhook --concurrency 8
 	$(BIN)/python -m bench.webhook --concurrency 32
 	$(BIN)/python -m bench.relay

@@ -4,6 +4,8 @@ or one :class:`ParseError`. Pure: stdlib and lark only, nothing of the rest of t
 
 from parsers.grammar import (
     HELP_TEXT,
+    MAX_TEXT,
+    TOO_LONG_TEXT,
     Command,
     Label,
     ParseError,
@@ -18,6 +20,8 @@ from parsers.lists import ListLine, parse_list
 
 __all__ = [
     "HELP_TEXT",
+    "MAX_TEXT",
+    "TOO_LONG_TEXT",
     "Command",
     "Label",
     "ListLine",

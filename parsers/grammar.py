@@ -15,6 +15,11 @@ from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput
 from parsers.normalize import fold, normalize
 
 FORMAT_HINT = "Формат: ЛС показание, напр. 1234567890 12345 или 1234567890 12345 6789 (день ночь)"
+# The longest text that is parsed at all: Twilio's limit for one message (ten segments).
+# A longer text is refused unread, so no message costs more than this many characters of
+# work whatever the webhook's body limit; an elder's list applies it to each line.
+MAX_TEXT = 1600
+TOO_LONG_TEXT = f"Сообщение длиннее {MAX_TEXT} знаков, не прочитано. {FORMAT_HINT}"
 HELP_TEXT = (
     "Показания: ЛС и значения через пробел, напр. 1234567890 12345 6789 (день ночь) "
     "или Д12345 Н6789. Последние: 1234567890 ?"
@@ -220,12 +225,17 @@ def parse_command(text: str) -> Command | None:
 
 
 def parse_message(text: str) -> Submission | Command:
-    """A command, or readings. Raises :class:`ParseError` for anything else."""
+    """A command, or readings. Raises :class:`ParseError` for anything else, and for any
+    text longer than :data:`MAX_TEXT` characters, unread (``unparseable``)."""
+    refuse_too_long(text)
     return parse_command(text) or parse_submission(text)
 
 
 def parse_submission(text: str) -> Submission:
-    """Parse readings. Raises :class:`ParseError` (``unparseable``/``not_readings``)."""
+    """Parse readings. Raises :class:`ParseError` (``unparseable``/``not_readings``).
+
+    Any length is read, in time linear in it; the callers that take text from outside
+    bound it first (:func:`parse_message`, and :func:`parsers.parse_list` per line)."""
     canonical = normalize(text)
     if not any(c in "0123456789" for c in canonical):
         raise ParseError("not_readings", HELP_TEXT)
@@ -235,6 +245,12 @@ def parse_submission(text: str) -> Submission:
         raise _explain(exc, canonical) from None
     assert isinstance(result, Submission)
     return result
+
+
+def refuse_too_long(text: str) -> None:
+    """Raise the ``unparseable`` :class:`ParseError` for a text over :data:`MAX_TEXT`."""
+    if len(text) > MAX_TEXT:
+        raise ParseError("unparseable", TOO_LONG_TEXT)
 
 
 def _explain(exc: LarkError, canonical: str) -> ParseError:
@@ -248,7 +264,8 @@ def _explain(exc: LarkError, canonical: str) -> ParseError:
             kind = None
     problem = ERROR_TEXT.get(kind or "", "не удалось прочитать показания")
     if kind == "unknown_word" and isinstance(exc, UnexpectedCharacters):
-        word = canonical[exc.pos_in_stream :].split(maxsplit=1)[0]
+        start = exc.pos_in_stream or 0
+        word = (canonical[start : start + 16].split(maxsplit=1) or [""])[0]
         problem = f"{problem} «{word[:15]}»"
     return ParseError("unparseable", f"{problem[0].upper()}{problem[1:]}. {FORMAT_HINT}", account)
 

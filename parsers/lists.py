@@ -6,7 +6,9 @@ Per line: a leading list number (``1.``, ``1)``, ``№1``) and an apartment pref
 then holds a number of at least 6 digits (an account); other lines (greetings, headings
 like ``дом 10``, ``С уважением…``) are skipped, and so are contact lines (``тел.``,
 ``e-mail``). Every data line gives one :class:`ListLine` with its line number and either a
-Submission or a ParseError, so a report can answer each line.
+Submission or a ParseError, so a report can answer each line. The length limit of a message
+(:data:`parsers.MAX_TEXT`) applies to each data line, not to the list: a data line longer
+than that gets the "too long" ParseError; a list may have any number of lines.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from parsers.grammar import ParseError, Submission, parse_submission
+from parsers.grammar import ParseError, Submission, parse_submission, refuse_too_long
 from parsers.normalize import fold
 
 _NUMBERING = re.compile(r"^\s*(?:№\s*[0-9]{1,4}\s*[.)]?|[0-9]{1,4}\s*[.)])\s+")
@@ -50,6 +52,7 @@ def parse_list(text: str) -> Iterator[ListLine]:
         if _CONTACT.match(data) or not _ACCOUNT_LIKE.search(fold(data)):
             continue
         try:
+            refuse_too_long(data)
             result: Submission | ParseError = parse_submission(data)
         except ParseError as err:
             result = err

@@ -48,10 +48,12 @@ _FILLER_RE = re.compile(
     )
     + r")(?![^\W\d_])"
 )
-# Anything after the last digit that has no digit of its own is a signature.
-_TAIL_RE = re.compile(r"(?<=[0-9])[^0-9]*$")
-_LABEL_TAIL_RE = re.compile(r"^[\s;#:=,.\-]*$")
-_EDGES = re.compile(r"^[\s;,#:.=\-]+|[\s;,#:.=\-]+$")
+# Separators: white space and these marks. A run of them at either end is removed, and a
+# tail after the last digit made of nothing else is not a signature (it is kept).
+_SEPARATOR_MARKS = ";#:=,.-"
+_SEPARATOR_RUN = re.compile(r"[\s;#:=,.\-]+")
+_DROP_MARKS = dict.fromkeys(map(ord, _SEPARATOR_MARKS), None)
+_DIGIT = re.compile(r"[0-9]")
 
 
 # Outside ASCII and the basic Cyrillic block, characters go through _char one by one.
@@ -81,10 +83,39 @@ def normalize(text: str) -> str:
     # Punctuation first: NFKC would turn "№" into "No" before it could be dropped.
     text = fold(text.translate(_PUNCTUATION_TABLE)).translate(LOOKALIKES)
     text = _FILLER_RE.sub(" ", text)
-    text = _TAIL_RE.sub(lambda m: "" if _is_signature(m.group()) else m.group(), text)
-    return _EDGES.sub("", text)
+    return _strip_edges(_drop_signature(text))
+
+
+# Every step below scans the text a bounded number of times (no regular expression here
+# can backtrack over a run it has already scanned), so a 64 KiB run of spaces or marks
+# costs microseconds, not the seconds a "[...]+$" search spends retrying every position.
+
+
+def _drop_signature(text: str) -> str:
+    """Anything after the last digit that has no digit of its own is a signature (a name,
+    a farewell) and is dropped; a tail of separators only is kept."""
+    last = _last_digit(text)
+    if last < 0:
+        return text
+    tail = text[last + 1 :]
+    return text[: last + 1] if _is_signature(tail) else text
+
+
+def _last_digit(text: str) -> int:
+    """The index of the last ASCII digit of ``text``, or -1: one scan from the end."""
+    found = _DIGIT.search(text[::-1])
+    return -1 if found is None else len(text) - 1 - found.start()
 
 
 def _is_signature(tail: str) -> bool:
     """A tail is dropped when it holds a word (a name, a farewell), not only separators."""
-    return not _LABEL_TAIL_RE.match(tail)
+    return bool(tail.translate(_DROP_MARKS).strip())
+
+
+def _strip_edges(text: str) -> str:
+    """Without the runs of separators at either end (each end scanned once)."""
+    head = _SEPARATOR_RUN.match(text)
+    start = head.end() if head else 0
+    tail = _SEPARATOR_RUN.match(text[::-1])
+    end = len(text) - (tail.end() if tail else 0)
+    return text[start:end] if start < end else ""

@@ -24,7 +24,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from decimal import Decimal
-from itertools import combinations
 from typing import Protocol
 
 from gateway.domain.errors import ErrorCode
@@ -90,38 +89,83 @@ def _positional(registers: list[Register], items: Sequence[ItemLike]) -> Pairs |
 
 
 def join_thousands(items: Sequence[ItemLike], wanted: int) -> list[Decimal] | None:
-    """The values with thousands groups joined, when exactly one joining gives ``wanted``."""
-    extra = len(items) - wanted
-    joinable = [
-        i
-        for i in range(1, len(items))
-        if items[i].separator == " "
-        and _GROUP.fullmatch(items[i].raw)
-        and _DIGITS.fullmatch(items[i - 1].raw)
+    """The values with thousands groups joined, when exactly one joining gives ``wanted``.
+
+    A joining is a set of items glued to the item before them: an item may be glued when a
+    plain space separates it, it is exactly 3 digits and the item before it is all digits;
+    each glued run must start with an item of 1–3 digits. The ways to pick exactly
+    ``len(items) - wanted`` glued items are counted (up to 2: "more than one" is all that
+    matters) position by position, from the end, in O(len(items) × min(wanted, extra))
+    steps -- never by listing the combinations, which are exponentially many."""
+    n = len(items)
+    extra = n - wanted
+    if extra < 0:
+        return None
+    if n == 0:
+        return []
+    raws = [item.raw for item in items]
+    joinable = [False] + [
+        items[i].separator == " "
+        and _GROUP.fullmatch(raws[i]) is not None
+        and _DIGITS.fullmatch(raws[i - 1]) is not None
+        for i in range(1, n)
     ]
-    found: list[list[Decimal]] = []
-    for joins in combinations(joinable, extra):
-        values = _joined(items, set(joins))
-        if values is not None:
-            found.append(values)
-        if len(found) > 1:
-            return None
-    return found[0] if found else None
+    if extra > sum(joinable):
+        return None
+    head = [_HEAD.fullmatch(raw) is not None for raw in raws]
+    ways = _count_joinings(joinable, head, extra, wanted)
+    if ways[1].get((extra, False), 0) != 1:
+        return None
+    # Exactly one joining: walk it from the front, taking at each item the branch that
+    # still has its one way.
+    joins: set[int] = set()
+    remaining, glued = extra, False
+    for i in range(1, n):
+        can_glue = remaining > 0 and joinable[i] and (glued or head[i - 1])
+        if can_glue and ways[i + 1].get((remaining - 1, True), 0) == 1:
+            joins.add(i)
+            remaining, glued = remaining - 1, True
+        else:
+            glued = False
+    values = _joined(items, joins)
+    assert values is not None and len(values) == wanted
+    return values
+
+
+def _count_joinings(
+    joinable: list[bool], head: list[bool], extra: int, wanted: int
+) -> list[dict[tuple[int, bool], int]]:
+    """``ways[i][(r, glued)]``: the ways (capped at 2) to pick exactly ``r`` glued items
+    among ``i..n-1`` when item ``i-1`` is glued (``glued``) or starts a run. Only the ``r``
+    that can still end with ``wanted`` values are kept: at most min(wanted, extra) + 1 per
+    position."""
+    n = len(joinable)
+    ways: list[dict[tuple[int, bool], int]] = [{} for _ in range(n + 1)]
+    ways[n] = {(0, False): 1, (0, True): 1}
+    for i in range(n - 1, 0, -1):
+        after = ways[i + 1]
+        # r glued items among the n - i left, and at most `wanted` values start there.
+        for r in range(max(0, n - i - wanted), min(extra, n - i) + 1):
+            for glued in (False, True):
+                count = after.get((r, False), 0)
+                if r > 0 and joinable[i] and (glued or head[i - 1]):
+                    count += after.get((r - 1, True), 0)
+                if count:
+                    ways[i][(r, glued)] = min(count, 2)
+    return ways
 
 
 def _joined(items: Sequence[ItemLike], joins: set[int]) -> list[Decimal] | None:
     values: list[Decimal] = []
     i = 0
     while i < len(items):
-        digits = items[i].raw
         j = i + 1
         while j in joins:
-            digits += items[j].raw
             j += 1
         if j > i + 1:
             if not _HEAD.fullmatch(items[i].raw):
                 return None
-            values.append(Decimal(digits))
+            values.append(Decimal("".join(item.raw for item in items[i:j])))
         else:
             values.append(items[i].value)
         i = j

@@ -28,6 +28,21 @@ SERVICE_ORDER: dict[Service, int] = {s: i for i, s in enumerate(Service)}
 ZONE_ORDER: dict[Zone, int] = {z: i for i, z in enumerate(Zone)}
 
 
+def digit_counts(value: Decimal) -> tuple[int, int]:
+    """(digits before the point without leading zeros, at least 1; digits after the point
+    without trailing zeros) of a finite ``value``: ``0012.500`` → (2, 1), ``0.0`` → (1, 0).
+    Linear in the number of digits, whatever their count."""
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int), "digit_counts needs a finite value"
+    # as_tuple() has no leading zeros (zero itself is the single digit 0).
+    if not any(digits):
+        return 1, 0
+    trailing_zeros = len(digits) - len(bytes(digits).rstrip(b"\0"))
+    integer = max(1, len(digits) + exponent)
+    fraction = max(0, -(exponent + trailing_zeros))
+    return integer, fraction
+
+
 @dataclass(frozen=True, slots=True)
 class Capacity:
     """A meter's digit capacity as printed on it, e.g. ``6.3``."""
@@ -40,19 +55,23 @@ class Capacity:
         whole, _, fraction = text.strip().partition(".")
         if not whole.isdigit() or (fraction and not fraction.isdigit()):
             raise ValueError(f"digit capacity must look like 6.3, got {text!r}")
+        if len(whole.lstrip("0")) > 2 or len(fraction.lstrip("0")) > 1:
+            # Out of range however many digits: int() would refuse over 4,300 of them.
+            raise ValueError(f"digit capacity out of range: {text!r}")
         capacity = cls(int(whole), int(fraction or 0))
         if not 1 <= capacity.integer_digits <= 12 or capacity.fraction_digits > 6:
             raise ValueError(f"digit capacity out of range: {text!r}")
         return capacity
 
     def fits(self, value: Decimal) -> bool:
-        if value < 0:
+        """At most ``integer_digits`` digits before the point once leading zeros are
+        dropped (zero counts as one), at most ``fraction_digits`` after it once trailing
+        zeros are. Counted on the digits themselves, never through ``int``/``str`` or
+        a context's precision, so a value of any length is answered exactly."""
+        if not value.is_finite() or value < 0:
             return False
-        whole = int(value)
-        exponent = value.normalize().as_tuple().exponent
-        assert isinstance(exponent, int)
-        fraction_digits = max(0, -exponent)
-        return len(str(whole)) <= self.integer_digits and fraction_digits <= self.fraction_digits
+        integer, fraction = digit_counts(value)
+        return integer <= self.integer_digits and fraction <= self.fraction_digits
 
     @property
     def rollover(self) -> Decimal:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from decimal import Decimal
+from itertools import combinations
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import given, settings
 
 from gateway.domain.errors import ErrorCode
-from gateway.domain.matching import assign, join_thousands
+from gateway.domain.matching import ItemLike, assign, join_thousands
 from gateway.domain.model import Account, Capacity, Register, Service, Zone
 from gateway.domain.rules import Rejection
 from parsers import Label, Submission, Value, parse_submission
@@ -196,6 +201,139 @@ def test_join_thousands_gives_none_when_no_joining_fits() -> None:
 
 def test_join_thousands_keeps_a_leading_zero_head_as_its_value() -> None:
     assert join_thousands(parse_submission("1234567890 05 778").items, 1) == [D(5778)]
+
+
+# --- the thousands rule: the counting algorithm against the brute force it replaced -------
+
+_DIGITS = re.compile(r"[0-9]+")
+_GROUP = re.compile(r"[0-9]{3}")
+_HEAD = re.compile(r"[0-9]{1,3}")
+
+
+def brute_force_join_thousands(items: Sequence[ItemLike], wanted: int) -> list[Decimal] | None:
+    """The old ``join_thousands`` (commit dddd6e9), verbatim: it tries every combination of
+    joins, which takes days on a long message; the reference for small inputs."""
+    extra = len(items) - wanted
+    joinable = [
+        i
+        for i in range(1, len(items))
+        if items[i].separator == " "
+        and _GROUP.fullmatch(items[i].raw)
+        and _DIGITS.fullmatch(items[i - 1].raw)
+    ]
+    found: list[list[Decimal]] = []
+    for joins in combinations(joinable, extra):
+        values = _brute_force_joined(items, set(joins))
+        if values is not None:
+            found.append(values)
+        if len(found) > 1:
+            return None
+    return found[0] if found else None
+
+
+def _brute_force_joined(items: Sequence[ItemLike], joins: set[int]) -> list[Decimal] | None:
+    values: list[Decimal] = []
+    i = 0
+    while i < len(items):
+        digits = items[i].raw
+        j = i + 1
+        while j in joins:
+            digits += items[j].raw
+            j += 1
+        if j > i + 1:
+            if not _HEAD.fullmatch(items[i].raw):
+                return None
+            values.append(Decimal(digits))
+        else:
+            values.append(items[i].value)
+        i = j
+    return values
+
+
+_RAWS = ["1", "12", "123", "1234", "012", "000", "345", "678", "12,5", "1.5", "05778"]
+_SEPARATORS = [" ", " ", " ", "#", ";", ",", "\n", ""]
+
+
+@st.composite
+def _items_and_wanted(draw: st.DrawFn) -> tuple[list[Value], int]:
+    raws = draw(st.lists(st.sampled_from(_RAWS), max_size=11))
+    items = [
+        Value(D(raw.replace(",", ".")), raw, None, draw(st.sampled_from(_SEPARATORS)))
+        for raw in raws
+    ]
+    return items, draw(st.integers(min_value=0, max_value=len(items)))
+
+
+@settings(max_examples=500, deadline=None)
+@given(_items_and_wanted())
+def test_join_thousands_gives_what_the_brute_force_gave(case: tuple[list[Value], int]) -> None:
+    items, wanted = case
+    expected = brute_force_join_thousands(items, wanted)
+    found = join_thousands(items, wanted)
+    assert found == expected
+    if found is not None and expected is not None:  # the same digits, not only equal values
+        assert [v.as_tuple() for v in found] == [v.as_tuple() for v in expected]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(["1", "12", "123", "1234", "345", "678"]), min_size=1, max_size=12),
+    st.integers(min_value=1, max_value=6),
+)
+def test_join_thousands_gives_what_the_brute_force_gave_on_plain_spaces(
+    raws: list[str], wanted: int
+) -> None:
+    """Only digits and spaces: the inputs where many joinings compete."""
+    items = [Value(D(raw), raw) for raw in raws]
+    wanted = min(wanted, len(items))
+    assert join_thousands(items, wanted) == brute_force_join_thousands(items, wanted)
+
+
+def test_join_thousands_with_more_wanted_than_items_is_none() -> None:
+    assert join_thousands(Submission.of(ACC, "12", "345").items, 3) is None
+
+
+def test_join_thousands_of_nothing_for_nothing_is_an_empty_list() -> None:
+    assert join_thousands((), 0) == []
+
+
+def _grouped(value_runs: Sequence[Sequence[str]], between: str) -> list[Value]:
+    """Values written in groups (``1 234 567``), runs separated by ``between``."""
+    items = []
+    for run in value_runs:
+        for k, raw in enumerate(run):
+            separator = " " if k else between
+            items.append(Value(D(raw), raw, None, separator))
+    return items
+
+
+def test_the_account_repeated_before_400_groups_is_value_count_at_once() -> None:
+    """``ЛС ЛС 123 123 …``: the brute force tried C(395, 5) joinings that all start with
+    the 10-digit account as a head, days of CPU; the count is immediate."""
+    text = f"{ACC} {ACC}" + " 123" * 397
+    assert assigned(FULL, text) == value_count(6)
+
+
+def test_one_joining_among_hundreds_of_groups_is_found() -> None:
+    """Six values of 100 groups each, split by ``;``: exactly one joining gives six values."""
+    runs = [[str(k + 1)] + ["234"] * 99 for k in range(6)]
+    items = _grouped(runs, ";")
+    assert join_thousands(items, 6) == [D(str(k + 1) + "234" * 99) for k in range(6)]
+
+
+def test_a_long_run_that_could_split_anywhere_is_none() -> None:
+    """One run of 101 groups for two values: it could split before any of its groups, so
+    nothing is guessed (the count stops at two ways)."""
+    runs = [["1", *["234"] * 99, "567"]] + [[str(k + 2)] + ["234"] * 99 for k in range(5)]
+    items = _grouped(runs, ";")
+    assert join_thousands(items, 7) is None
+    assert join_thousands(items, 6) == [D("1" + "234" * 99 + "567")] + [
+        D(str(k + 2) + "234" * 99) for k in range(5)
+    ]
+
+
+def test_a_run_of_800_short_numbers_is_value_count_at_once() -> None:
+    assert assigned(FULL, f"{ACC} " + "1 " * 795 + "1") == value_count(6)
 
 
 # --- meter serial form ------------------------------------------------------------------

@@ -11,7 +11,15 @@ import pytest
 from hypothesis import given, settings
 
 from gateway.domain.errors import ErrorCode
-from gateway.domain.model import Account, Capacity, PreviousReading, Register, Service, Zone
+from gateway.domain.model import (
+    Account,
+    Capacity,
+    PreviousReading,
+    Register,
+    Service,
+    Zone,
+    digit_counts,
+)
 from gateway.domain.rules import (
     Checked,
     Rejection,
@@ -90,6 +98,7 @@ def run(*pairs: tuple[Register, str]) -> list[Checked] | Rejection:
         ("1.0", 1, 0),
         ("12.6", 12, 6),
         ("8.1", 8, 1),
+        ("006.03", 6, 3),
     ],
 )
 def test_capacity_parse_reads_integer_and_fraction_digits(
@@ -118,6 +127,8 @@ def test_capacity_parse_reads_integer_and_fraction_digits(
         "6.-3",
         "6 .3",
         "six",
+        "9" * 5000 + ".3",
+        "6." + "9" * 5000,
     ],
 )
 def test_capacity_parse_rejects_invalid_text_with_value_error(text: str) -> None:
@@ -159,10 +170,50 @@ def test_capacity_rollover_is_ten_to_the_integer_digits(capacity: str, rollover:
         ("5.3", "100000", False),
         ("1.0", "9", True),
         ("1.0", "10", False),
+        ("6.3", "0.000", True),
+        ("6.3", "-0", True),
+        ("6.3", "0E+7", True),
+        ("6.3", "0.5", True),
+        ("6.1", "0.05", False),
+        # More digits than a Decimal context holds (28): counted exactly, not rounded away.
+        ("6.1", "123456." + "0" * 30 + "1", False),
+        ("6.1", "123456." + "0" * 40, True),
+        ("12.6", "9" * 5000, False),
+        ("12.6", "0" * 5000 + "1", True),
+        ("12.6", "1." + "1" * 5000, False),
+        ("6.3", "Infinity", False),
+        ("6.3", "NaN", False),
     ],
 )
 def test_capacity_fits(capacity: str, value: str, fits: bool) -> None:
     assert Capacity.parse(capacity).fits(D(value)) is fits
+
+
+@pytest.mark.parametrize(
+    ("value", "counts"),
+    [
+        ("0012.500", (2, 1)),
+        ("0.0", (1, 0)),
+        ("0", (1, 0)),
+        ("0.05", (1, 2)),
+        ("1E+3", (4, 0)),
+        ("100", (3, 0)),
+        ("9" * 5000, (5000, 0)),
+        ("1." + "2" * 5000 + "000", (1, 5000)),
+    ],
+)
+def test_digit_counts_are_integer_digits_without_leading_zeros_and_fraction_without_trailing(
+    value: str, counts: tuple[int, int]
+) -> None:
+    assert digit_counts(D(value)) == counts
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.decimals(min_value=0, allow_nan=False, allow_infinity=False))
+def test_digit_counts_agree_with_the_written_digits(value: Decimal) -> None:
+    # copy_abs, not abs(): abs() rounds to the context precision (28 digits).
+    whole, _, fraction = format(value.copy_abs(), "f").partition(".")
+    assert digit_counts(value) == (len(whole.lstrip("0")) or 1, len(fraction.rstrip("0")))
 
 
 # --- check: each rule ----------------------------------------------------------------------
@@ -176,6 +227,25 @@ def test_value_with_seven_integer_digits_is_too_many_digits() -> None:
 def test_value_with_four_fraction_digits_is_too_many_digits() -> None:
     r = reg(capacity="6.3")
     assert run((r, "1.2345")) == Rejection(ErrorCode.TOO_MANY_DIGITS, r, D("1.2345"))
+
+
+def test_value_of_5000_digits_is_too_many_digits() -> None:
+    """Beyond Python's 4,300-digit int/str limit: an ordinary rejection, not an error."""
+    r = reg(capacity="12.6")
+    assert run((r, "9" * 5000)) == Rejection(ErrorCode.TOO_MANY_DIGITS, r, D("9" * 5000))
+
+
+def test_value_with_5000_fraction_digits_is_too_many_digits() -> None:
+    r = reg(capacity="6.3")
+    value = "1." + "5" * 5000
+    assert run((r, value)) == Rejection(ErrorCode.TOO_MANY_DIGITS, r, D(value))
+
+
+def test_5000_digit_value_on_a_later_register_is_too_many_digits() -> None:
+    day, night = reg(id=1, zone=Zone.DAY), reg(id=2, zone=Zone.NIGHT)
+    assert run((day, "12345"), (night, "7" * 5000)) == Rejection(
+        ErrorCode.TOO_MANY_DIGITS, night, D("7" * 5000)
+    )
 
 
 def test_value_with_leading_zero_fits_the_capacity() -> None:
