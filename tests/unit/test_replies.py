@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import itertools
+import re
+import unicodedata
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 
 import hypothesis.strategies as st
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 
 from gateway import replies
 from gateway.domain.errors import ErrorCode
-from gateway.domain.model import Account, Capacity, PreviousReading, Register, Service, Zone
+from gateway.domain.model import (
+    Account,
+    Capacity,
+    PreviousReading,
+    Register,
+    Service,
+    Tariff,
+    Zone,
+)
 from gateway.domain.outcome import Charge, ReadingLine
+from gateway.domain.periods import Window
 from gateway.domain.privacy import mask_sender
 from gateway.domain.rules import Rejection
 from parsers import ParseError, parse_submission
@@ -398,6 +410,406 @@ def test_parse_error_reply_fits_two_sms_segments(text: str) -> None:
     with pytest.raises(ParseError) as info:
         parse_submission(text)
     assert len(info.value.message) <= SMS_LIMIT
+
+
+# --- every echo is safe: one function ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "echo"),
+    [
+        ("абв", "абв"),
+        (None, ""),
+        ("  к  ", "к"),
+        ("a\x00b\x1bc\x7fd\x9be", "abcde"),  # control characters are dropped
+        ("a\tb\r\nc", "a b c"),  # tab, CR and LF are one space
+        ("a\x85b\u2028c\u2029d\x1ce", "a b c d e"),  # so are the other line breaks
+        ("a\ud800b\udfffc", "abc"),  # lone surrogates
+        ("a\ufffeb\uffffc\U0001fffed\ufdd0e", "abcde"),  # noncharacters
+        ("\u202eабв\u2066г\u2069", "абвг"),  # bidi overrides and isolates
+        ("😀 ₽ «»", "😀 ₽ «»"),
+    ],
+)
+def test_safe_drops_what_xml_and_sms_cannot_carry(text: str | None, echo: str) -> None:
+    assert replies.safe(text) == echo
+
+
+def test_safe_shortens_to_its_bound_with_an_ellipsis() -> None:
+    assert replies.safe("9" * 65_000, 32) == "9" * 31 + "…"
+    assert replies.safe("9" * 32, 32) == "9" * 32
+
+
+def test_safe_counts_a_character_beyond_the_bmp_as_two_sms_units() -> None:
+    assert replies.safe("😀" * 20, 10) == "😀" * 4 + "…"
+
+
+def test_safe_by_default_bounds_a_text_sent_as_is_to_two_sms_segments() -> None:
+    text = replies.safe("Непонятное слово «а\x00б». " + "Формат… " * 40)
+    assert text.startswith("Непонятное слово «аб». ")
+    assert len(text) == SMS_LIMIT and text.endswith("…")
+
+
+# --- the shortest forms -----------------------------------------------------------------------
+
+E, HW, CW = Service.ELECTRICITY, Service.HOT_WATER, Service.COLD_WATER
+# The largest account: day and night, hot and cold water in kitchen and bath.
+SIX: tuple[tuple[Service, Zone], ...] = (
+    (E, Zone.DAY),
+    (E, Zone.NIGHT),
+    (HW, Zone.KITCHEN),
+    (HW, Zone.BATH),
+    (CW, Zone.KITCHEN),
+    (CW, Zone.BATH),
+)
+ACCOUNT_32 = "12345678901234567890123456789012"
+BIG_DEBT = D("12345678901234.56")  # 14 integer digits
+
+
+def six_readings(*values: str) -> list[ReadingLine]:
+    return [reading(s, z, D(v)) for (s, z), v in zip(SIX, values, strict=True)]
+
+
+def test_six_register_acceptance_falls_back_to_short_labels() -> None:
+    readings = six_readings("12345", "6789", "123", "45", "67", "89")
+    text = replies.accepted("1234567890", readings, Charge((), D(100), D("23443.05")))
+    assert text == (
+        "Принято, ЛС 1234567890: Д 12345, Н 6789, ГВС К 123, ГВС В 45, ХВС К 67, ХВС В 89. "
+        "Предв. к оплате 23443,05 ₽ (долг 100,00 ₽)."
+    )
+
+
+def test_six_register_acceptance_with_large_values_and_debt_counts_the_readings() -> None:
+    readings = six_readings(*["123456.789"] * 6)
+    total = BIG_DEBT + D("99999.99")
+    text = replies.accepted(
+        ACCOUNT_32, readings, Charge((), BIG_DEBT, total), corrected=True, period="2026-12"
+    )
+    assert text == (
+        f"Испр. за 12.2026, ЛС {ACCOUNT_32}: 6 показаний. "
+        "Предв. к оплате 12345679001234,55 ₽ (долг 12345678901234,56 ₽)."
+    )
+
+
+def test_acceptance_with_absurd_money_drops_the_debt_and_shortens_the_total() -> None:
+    readings = six_readings(*["9" * 5000] * 6)
+    huge = D("9" * 5000 + ".99")
+    text = replies.accepted(
+        ACCOUNT_32, readings, Charge((), huge, huge), corrected=True, period="2026-12"
+    )
+    assert text == f"Испр. за 12.2026, ЛС {ACCOUNT_32}: 6 показаний. Предв. к оплате {'9' * 23}…."
+
+
+def six_account(number: str = ACCOUNT_32, *, meter: str = "517480", value: str = "0") -> Account:
+    registers = tuple(
+        Register(
+            id=i,
+            account=number,
+            meter=meter,
+            service=s,
+            zone=z,
+            capacity=Capacity.parse("12.6"),
+            verified_until=date(2025, 12, 31),
+            previous=PreviousReading(D(value), date(2026, 2, 20)),
+        )
+        for i, (s, z) in enumerate(SIX, start=1)
+    )
+    return Account(number, D(0), registers, residents=3)
+
+
+def test_value_count_for_six_registers_and_a_long_account_leaves_off_the_names() -> None:
+    text = replies.rejected(six_account(), Rejection(ErrorCode.VALUE_COUNT, limit=D(6)), TODAY)
+    assert text == (
+        f"ЛС {ACCOUNT_32}: нужно 6 показаний, напр. {ACCOUNT_32} 12345 6789 123 45 67 89"
+    )
+
+
+def test_ambiguous_label_for_six_registers_names_them_shortly() -> None:
+    rejection = Rejection(ErrorCode.AMBIGUOUS_LABEL, detail="к")
+    assert replies.rejected(six_account("5550000001"), rejection, TODAY) == (
+        "ЛС 5550000001: неясно, к какому счётчику «к». "
+        "Формат: 5550000001 12345 6789 123 45 67 89 (Д Н ГВС К ГВС В ХВС К ХВС В)"
+    )
+
+
+def test_value_count_for_six_registers_and_a_20_digit_account_names_them_shortly() -> None:
+    account = six_account("12345678901234567890")
+    text = replies.rejected(account, Rejection(ErrorCode.VALUE_COUNT, limit=D(6)), TODAY)
+    assert text == (
+        "ЛС 12345678901234567890: нужно 6 показаний (Д, Н, ГВС К, ГВС В, ХВС К, ХВС В), "
+        "напр. 12345678901234567890 12345 6789 123 45 67 89"
+    )
+
+
+def test_unknown_meter_for_a_long_account_leaves_off_the_names_and_bounds_the_word() -> None:
+    rejection = Rejection(ErrorCode.UNKNOWN_METER, detail="гвс\x00\nкухня-и-ещё-много-букв")
+    assert replies.rejected(six_account(), rejection, TODAY) == (
+        f"ЛС {ACCOUNT_32}: нет счётчика «гвс кухня-и-ещ…». "
+        f"Формат: {ACCOUNT_32} 12345 6789 123 45 67 89"
+    )
+
+
+def test_verification_expired_with_a_64_character_meter_shortens_the_serial() -> None:
+    account = six_account(meter="M" * 64)
+    rejection = Rejection(ErrorCode.VERIFICATION_EXPIRED, account.registers[0], D(1))
+    assert replies.rejected(account, rejection, TODAY) == (
+        f"ЛС {ACCOUNT_32}: срок поверки счётчика {'M' * 19}… истёк 31.12.2025, "
+        "показания не приняты."
+    )
+
+
+def test_too_many_digits_echoes_at_most_20_characters_of_the_value() -> None:
+    account = six_account("1234567890")
+    rejection = Rejection(ErrorCode.TOO_MANY_DIGITS, account.registers[2], D("9" * 5000))
+    assert replies.rejected(account, rejection, TODAY) == (
+        f"ЛС 1234567890: ГВС кухня {'9' * 19}… не помещается в счётчик 12.6: "
+        "до 12 цифр до запятой и 6 после."
+    )
+
+
+def test_below_previous_with_long_values_leaves_off_the_advice() -> None:
+    account = six_account()
+    value = D("9" * 5000 + ".5")
+    rejection = Rejection(ErrorCode.BELOW_PREVIOUS, account.registers[2], value, value)
+    assert replies.rejected(account, rejection, TODAY) == (
+        f"ЛС {ACCOUNT_32}: ГВС кухня {'9' * 19}… меньше прежнего {'9' * 19}…."
+    )
+
+
+def test_jump_too_large_with_a_long_limit_keeps_the_short_advice() -> None:
+    account = six_account()
+    rejection = Rejection(ErrorCode.JUMP_TOO_LARGE, account.registers[5], D(1), D("9" * 5000))
+    assert replies.rejected(account, rejection, TODAY) == (
+        f"ЛС {ACCOUNT_32}: расход ХВС ванна больше допустимых {'9' * 19}…. Проверьте показание."
+    )
+
+
+def test_unparseable_drops_control_characters_from_the_problem() -> None:
+    account = account_of(*ELECTRICITY_DAY_NIGHT)
+    assert replies.unparseable(account, "Непонятное\tслово «аб\x00\x1bв»\r\n") == (
+        "ЛС 1234567890: непонятное слово «абв». Формат: 1234567890 12345 6789 (день ночь)"
+    )
+
+
+def test_unparseable_with_an_empty_problem_says_the_readings_were_not_read() -> None:
+    account = account_of(*ELECTRICITY_DAY_NIGHT)
+    assert replies.unparseable(account, "") == (
+        "ЛС 1234567890: не удалось прочитать показания. Формат: 1234567890 12345 6789 (день ночь)"
+    )
+
+
+def test_unknown_account_of_65000_digits_echoes_the_first_31() -> None:
+    assert replies.unknown_account("1" * 65_000) == (
+        f"ЛС {'1' * 31}… не найден. Проверьте номер в квитанции. "
+        "Формат: ЛС и показания, напр. 1234567890 12345 6789"
+    )
+
+
+def test_review_rejection_reason_is_one_line() -> None:
+    text = replies.review_rejected("1234567890", "Нет фото.\r\n\tПришлите\x00 снова.")
+    assert text == "ЛС 1234567890: показания не приняты. Нет фото. Пришлите снова."
+
+
+def test_held_for_review_for_the_longest_account_is_whole() -> None:
+    assert replies.held_for_review(ACCOUNT_32) == (
+        f"ЛС {ACCOUNT_32}: показания приняты на проверку — расход намного выше обычного. "
+        "Сообщим о решении."
+    )
+
+
+SIX_TARIFFS = [Tariff(s, z, D("6.43") + i, date(2020, 1, 1)) for i, (s, z) in enumerate(SIX)]
+
+
+def test_last_readings_of_six_registers_leave_off_tariffs_then_dates() -> None:
+    text = replies.last_readings(six_account("1234567890", value="12345"), SIX_TARIFFS, TODAY)
+    assert text == (
+        "ЛС 1234567890: Д 12345, Н 12345, ГВС К 12345, ГВС В 12345, ХВС К 12345, ХВС В 12345."
+    )
+
+
+def test_last_readings_that_cannot_all_fit_end_with_an_ellipsis() -> None:
+    account = six_account(value="9" * 5000)
+    assert replies.last_readings(account, SIX_TARIFFS, TODAY) == (
+        f"ЛС {ACCOUNT_32}: Д {'9' * 19}…, Н {'9' * 19}…, ГВС К {'9' * 19}…, …"
+    )
+
+
+# --- every reply of every kind, hostile values ------------------------------------------------
+
+# Characters an echo must never carry through, mixed into arbitrary text.
+NASTY = "\x00\x01\x08\t\n\x0b\x0c\r\x1b\x1f\x7f\x85\x9f"  # C0, DEL, C1
+NASTY += "\ud800\udfff\ufffe\uffff\U0001fffe\U0010ffff"  # surrogates, noncharacters
+NASTY += "\u2028\u202e\u2066😀«»₽"
+ECHO_TEXT = st.text(st.one_of(st.characters(), st.sampled_from(NASTY)), max_size=100)
+# Long digit strings are built as text: str(int) refuses more than 4,300 digits.
+DIGITS = st.integers(1, 5000).map(lambda n: "9" * n)
+ECHO = st.one_of(ECHO_TEXT, DIGITS, st.tuples(DIGITS, ECHO_TEXT).map("".join))
+ACCOUNTS = st.one_of(st.from_regex(r"[0-9]{1,32}", fullmatch=True), DIGITS, ECHO_TEXT)
+VALUES = st.one_of(
+    st.decimals(min_value=0, max_value=D("999999999999.999999"), places=6),
+    DIGITS.map(D),
+    st.tuples(DIGITS, DIGITS).map(lambda t: D(f"{t[0]}.{t[1]}")),
+)
+MONEY = st.one_of(
+    st.decimals(min_value=D("-99999999999999.99"), max_value=D("99999999999999.99"), places=2),
+    DIGITS.map(lambda d: D(f"{d}.99")),
+)
+LAYOUTS_UP_TO_SIX = st.one_of(
+    st.just(SIX), st.lists(st.sampled_from(KINDS), min_size=1, max_size=6)
+)
+XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+@st.composite
+def hostile_accounts(draw: st.DrawFn) -> Account:
+    number = draw(ACCOUNTS)
+    registers = tuple(
+        Register(
+            id=i,
+            account=number,
+            meter=draw(st.one_of(st.from_regex(r"[0-9A-Z]{1,64}", fullmatch=True), ECHO)),
+            service=s,
+            zone=z,
+            capacity=Capacity.parse(draw(st.sampled_from(["1.0", "5.2", "6.3", "12.6"]))),
+            verified_until=draw(st.dates()),
+            previous=draw(st.none() | st.builds(PreviousReading, VALUES, st.dates())),
+        )
+        for i, (s, z) in enumerate(draw(LAYOUTS_UP_TO_SIX), start=1)
+    )
+    return Account(number, D(0), registers, residents=draw(st.none() | st.integers(1, 20)))
+
+
+def _confirmation(kind: str) -> Callable[[st.DataObject], tuple[str, str]]:
+    def build(data: st.DataObject) -> tuple[str, str]:
+        number = data.draw(ACCOUNTS)
+        layout = data.draw(LAYOUTS_UP_TO_SIX)
+        readings = [reading(s, z, data.draw(VALUES)) for s, z in layout]
+        charge = Charge((), data.draw(MONEY), data.draw(MONEY))
+        if kind == "review_approved":
+            text = replies.review_approved(number, readings, charge)
+        else:
+            corrected = kind == "corrected"
+            period = data.draw(st.from_regex(r"20[0-9]{2}-(0[1-9]|1[0-2])", fullmatch=True))
+            period_or_none = period if kind == "next_period" else None
+            text = replies.accepted(
+                number, readings, charge, corrected=corrected, period=period_or_none
+            )
+        assert "Предв" in text
+        assert replies.safe(replies.money(charge.total), replies.MONEY_ECHO) in text
+        return text, number
+
+    return build
+
+
+def _rejection(code: ErrorCode) -> Callable[[st.DataObject], tuple[str, str]]:
+    def build(data: st.DataObject) -> tuple[str, str]:
+        account = data.draw(hostile_accounts())
+        register_ = data.draw(st.sampled_from(account.registers))
+        value, limit = data.draw(VALUES), data.draw(VALUES)
+        rejection = {
+            ErrorCode.VALUE_COUNT: Rejection(code, limit=D(len(account.registers))),
+            ErrorCode.UNKNOWN_METER: Rejection(code, detail=data.draw(ECHO)),
+            ErrorCode.AMBIGUOUS_LABEL: Rejection(code, detail=data.draw(ECHO)),
+            ErrorCode.TOO_MANY_DIGITS: Rejection(code, register_, value),
+            ErrorCode.VERIFICATION_EXPIRED: Rejection(code, register_, value),
+            ErrorCode.BELOW_PREVIOUS: Rejection(code, register_, value, limit),
+            ErrorCode.JUMP_TOO_LARGE: Rejection(code, register_, value, limit),
+        }[code]
+        return replies.rejected(account, rejection, TODAY), account.number
+
+    return build
+
+
+def _held(data: st.DataObject) -> tuple[str, str]:
+    number = data.draw(ACCOUNTS)
+    return replies.held_for_review(number), number
+
+
+def _review_rejected(data: st.DataObject) -> tuple[str, str]:
+    number = data.draw(ACCOUNTS)
+    return replies.review_rejected(number, data.draw(ECHO)), number
+
+
+def _outside_window(data: st.DataObject) -> tuple[str, str]:
+    number = data.draw(ACCOUNTS)
+    start = data.draw(st.integers(1, 31))
+    window = Window(start, data.draw(st.integers(start, 31)))
+    return replies.outside_window(number, window, data.draw(st.dates())), number
+
+
+def _unparseable(data: st.DataObject) -> tuple[str, str]:
+    account = data.draw(hostile_accounts())
+    return replies.unparseable(account, data.draw(ECHO)), account.number
+
+
+def _unknown_account(data: st.DataObject) -> tuple[str, str]:
+    number = data.draw(ACCOUNTS)
+    return replies.unknown_account(number), number
+
+
+def _last_readings(data: st.DataObject) -> tuple[str, str]:
+    account = data.draw(hostile_accounts())
+    tariff = st.builds(
+        Tariff,
+        st.sampled_from(Service),
+        st.sampled_from(Zone),
+        st.decimals(min_value=0, max_value=D("999999.99"), places=2),
+        st.dates(max_value=TODAY),
+        st.none() | st.decimals(min_value=0, max_value=1000, places=2),
+    )
+    tariffs = data.draw(st.lists(tariff, max_size=8))
+    return replies.last_readings(account, tariffs, TODAY), account.number
+
+
+def _internal_error(data: st.DataObject) -> tuple[str, str | None]:
+    return replies.INTERNAL_ERROR, None
+
+
+REPLY_KINDS: dict[str, Callable[[st.DataObject], tuple[str, str | None]]] = {
+    "accepted": _confirmation("accepted"),
+    "corrected": _confirmation("corrected"),
+    "next_period": _confirmation("next_period"),
+    "review_approved": _confirmation("review_approved"),
+    "held_for_review": _held,
+    "review_rejected": _review_rejected,
+    "outside_window": _outside_window,
+    **{
+        code.value: _rejection(code)
+        for code in (
+            ErrorCode.VALUE_COUNT,
+            ErrorCode.UNKNOWN_METER,
+            ErrorCode.AMBIGUOUS_LABEL,
+            ErrorCode.TOO_MANY_DIGITS,
+            ErrorCode.VERIFICATION_EXPIRED,
+            ErrorCode.BELOW_PREVIOUS,
+            ErrorCode.JUMP_TOO_LARGE,
+        )
+    },
+    "unparseable": _unparseable,
+    "unknown_account": _unknown_account,
+    "last_readings": _last_readings,
+    "internal_error": _internal_error,
+}
+
+
+def sms_units(text: str) -> int:
+    """UTF-16 code units, what an SMS segment counts."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+@pytest.mark.parametrize("kind", REPLY_KINDS)
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_reply_fits_is_valid_xml_and_names_a_short_account(
+    kind: str, data: st.DataObject
+) -> None:
+    """Hostile echoes: control characters, surrogates, 5,000-digit accounts and values."""
+    text, account = REPLY_KINDS[kind](data)
+
+    assert len(text) <= SMS_LIMIT and sms_units(text) <= SMS_LIMIT, text
+    assert XML_INVALID.search(text) is None, repr(text)
+    assert not [c for c in text if unicodedata.category(c) in ("Cc", "Cs")], repr(text)
+    if account is not None and sms_units(account) <= 32:
+        assert replies.safe(account) in text, (account, text)
 
 
 # --- mask_sender --------------------------------------------------------------------------
