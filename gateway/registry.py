@@ -1,26 +1,61 @@
 """Loading the registry from the billing system's CSV export (columns: DESIGN.md).
 
-Files may be UTF-8 (with or without BOM) or Windows-1251, comma or semicolon separated.
-A bad row is reported with its file and line and skipped; good rows are upserted in
-batches, so a re-import of the same files changes nothing.
+A bad row never stops an import: it is reported as ``file:line: reason`` and skipped while
+the good rows are upserted in batches, so a re-import of the same files changes nothing.
+The file is streamed: memory does not grow with its size, only with the number of keys
+(to report a key given twice).
+
+What is refused, row by row (each a rejection, never an exception):
+
+- a line that is not valid in the file's encoding (see :func:`sniff_encoding`);
+- a line over :data:`MAX_ROW_BYTES` (1 MiB), a quoted field not closed within 1 MiB or by
+  the end of the file (the lines after it are read again as rows of their own), a field
+  over Python's CSV field limit, anything else the ``csv`` module cannot read;
+- a value that does not convert (numbers, dates, enums, ``residents`` 0..999, digits);
+- a value that would not fit its column on PostgreSQL: text longer than its ``String(n)``,
+  a decimal beyond ``NUMERIC(20, 6)`` (14 digits before the point, 6 after): the limits are
+  read from :mod:`gateway.storage.tables`, so SQLite and PostgreSQL refuse the same rows;
+- a control character (NUL, U+0001–U+001F, DEL, U+0080–U+009F) in any field; a
+  free-text column (``address``) may hold tabs and line breaks;
+- as a last line of defence, a row the database itself refuses: a batch that fails with a
+  data or integrity error is written again row by row, and only the refused rows are
+  rejected, with the database's error class and message but never the row's values.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
+import re
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+import structlog
+from sqlalchemy import Numeric, String, Table, Text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from gateway.domain.model import Capacity, Service, Zone
-from gateway.storage import Database
+from gateway.storage import Database, UnitOfWork
 from gateway.storage import tables as t
+from gateway.storage.database import UpsertCounts
+
+log = structlog.get_logger("gateway.registry")
 
 BATCH = 1000
+# The longest row (all its lines, when a quoted field spans several) read into memory.
+MAX_ROW_BYTES = 1 << 20
+# How many lines with non-ASCII bytes decide a file's encoding.
+SNIFF_LINES = 1000
+# ``residents``: the people registered at the address, a small whole number.
+MAX_RESIDENTS = 999
+_RESIDENTS_DIGITS = len(str(MAX_RESIDENTS))
 
 REQUIRED: dict[str, tuple[str, ...]] = {
     "accounts": ("account",),
@@ -50,38 +85,380 @@ class FileReport:
         )
 
 
-def read_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """Rows as ``(line number, {column: value})``; header names are lower-cased."""
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("cp1251")
-    first = text.split("\n", 1)[0]
-    delimiter = ";" if first.count(";") > first.count(",") else ","
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    header = [h.strip().lower() for h in next(reader, [])]
-    for row in reader:
-        if not any(cell.strip() for cell in row):
+# ----- reading the file ---------------------------------------------------------------------
+
+UTF8, CP1251 = "utf-8", "cp1251"
+_ENCODING_NAMES = {UTF8: "UTF-8", CP1251: "Windows-1251"}
+_SNIFF_CHUNK = 1 << 20
+_TOO_LONG = f"line longer than {MAX_ROW_BYTES >> 20} MiB"
+
+
+def sniff_encoding(file: IO[bytes]) -> str:
+    """The encoding of a registry file: ``utf-8`` or ``cp1251``. Leaves ``file`` at the
+    first byte after a UTF-8 byte-order mark (or at the start).
+
+    The rule, decided once per file:
+
+    - a UTF-8 byte-order mark: UTF-8;
+    - otherwise the first :data:`SNIFF_LINES` lines holding any non-ASCII byte vote
+      (ASCII lines read the same in both): a line that decodes as UTF-8 votes UTF-8, one
+      that does not but decodes as Windows-1251 votes Windows-1251, one that is neither
+      (a byte such as 0x98, undefined in both) does not vote;
+    - Windows-1251 only with more votes than UTF-8; a tie, or no non-ASCII byte at all,
+      is UTF-8.
+
+    Cyrillic text in Windows-1251 is practically never valid UTF-8, so a genuine
+    Windows-1251 export is read as one, while a UTF-8 file with a broken line stays UTF-8
+    and only that line is rejected.
+    """
+    start = file.read(len(codecs.BOM_UTF8))
+    if start == codecs.BOM_UTF8:
+        return UTF8
+    file.seek(0)
+    utf8 = cp1251 = 0
+    carry = b""
+    skipping = False  # inside a line longer than MAX_ROW_BYTES: it does not vote
+    while utf8 + cp1251 < SNIFF_LINES:
+        chunk = file.read(_SNIFF_CHUNK)
+        if not chunk:
+            pieces = [] if skipping else [carry]
+        else:
+            data = carry + chunk
+            if data.isascii():  # nothing to vote; a partial ASCII line changes nothing
+                carry = b""
+                continue
+            pieces = data.split(b"\n")
+            carry = pieces.pop()
+            if skipping and pieces:
+                pieces, skipping = pieces[1:], False
+            elif skipping:
+                carry = b""
+                continue
+            if len(carry) > MAX_ROW_BYTES:
+                carry, skipping = b"", True
+        for piece in pieces:
+            if piece.isascii():
+                continue
+            try:
+                piece.decode(UTF8)
+                utf8 += 1
+            except UnicodeDecodeError:
+                try:
+                    piece.decode(CP1251)
+                    cp1251 += 1
+                except UnicodeDecodeError:
+                    pass
+        if not chunk:
+            break
+    file.seek(0)
+    return CP1251 if cp1251 > utf8 else UTF8
+
+
+Line = tuple[int, bytes | None]  # (line number, its bytes; None for a line over the limit)
+
+
+class _Lines:
+    """The physical lines of a binary file, numbered from 1, at most MAX_ROW_BYTES each
+    (a longer one is consumed and given as ``None``); lines can be pushed back."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+        self._number = 0
+        self._pending: deque[Line] = deque()
+
+    def next(self) -> Line | None:
+        if self._pending:
+            return self._pending.popleft()
+        data = self._file.readline(MAX_ROW_BYTES + 1)
+        if not data:
+            return None
+        self._number += 1
+        if len(data) > MAX_ROW_BYTES and not data.endswith(b"\n"):
+            while True:  # the rest of the line, a bounded chunk at a time
+                rest = self._file.readline(1 << 16)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            return self._number, None
+        return self._number, data
+
+    def push_back(self, lines: list[Line]) -> None:
+        self._pending.extendleft(reversed(lines))
+
+
+# Where the reader is within a row, as the csv module sees it (default dialect: quote
+# '"', doubled quotes, no escape character).
+_START, _FIELD, _QUOTED = 0, 1, 2
+_QUOTE, _NEWLINE = ord('"'), ord("\n")
+
+
+def _scan(data: bytes, delimiter: int, state: int) -> int:
+    """The state after ``data`` (bytes: quote, delimiter and newline are ASCII, which
+    never occur inside a UTF-8 sequence nor differ in Windows-1251)."""
+    i, n = 0, len(data)
+    sep = bytes([delimiter])
+    while i < n:
+        if state == _QUOTED:
+            j = data.find(b'"', i)
+            if j < 0:
+                return _QUOTED
+            # After a closing quote: another quote is an escaped one, a delimiter or a
+            # newline ends the field, anything else goes on as unquoted text -- exactly
+            # the transitions at the start of a field.
+            state, i = _START, j + 1
+        elif state == _FIELD:
+            j, k = data.find(sep, i), data.find(b"\n", i)
+            end = j if k < 0 or 0 <= j < k else k
+            if end < 0:
+                return _FIELD
+            state, i = _START, end + 1
+        else:
+            c = data[i]
+            if c == _QUOTE:
+                state = _QUOTED
+            elif c != delimiter and c != _NEWLINE:
+                state = _FIELD
+            i += 1
+    return state
+
+
+Record = list[tuple[int, bytes]] | str  # the lines of one row, or why it cannot be read
+
+
+def _rest_of_row(lines: _Lines, number: int, data: bytes, delimiter: int) -> Record:
+    """The lines of the row that starts with ``data``: more than one when a quoted field
+    holds line breaks; a reason when that field is not closed within MAX_ROW_BYTES or by
+    the end of the file (then the lines after the first are given back to be read afresh)."""
+    state = _scan(data, delimiter, _START)
+    parts, size = [(number, data)], len(data)
+    while state == _QUOTED:
+        item = lines.next()
+        more = None if item is None else item[1]
+        if item is None or more is None or size + len(more) > MAX_ROW_BYTES:
+            lines.push_back([*parts[1:], *([] if item is None else [item])])
+            within = "" if item is None else f" within {MAX_ROW_BYTES >> 20} MiB"
+            return f"a quoted field that starts on this line is not closed{within}"
+        parts.append((item[0], more))
+        size += len(more)
+        state = _scan(more, delimiter, state)
+    return parts
+
+
+class _Feed:
+    """What one long-lived ``csv.reader`` reads: the lines of the current row only.
+    ``starved`` tells that the reader wanted another line: the row goes on."""
+
+    def __init__(self) -> None:
+        self.pending: list[str] = []  # reversed
+        self.starved = False
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> str:
+        if self.pending:
+            return self.pending.pop()
+        self.starved = True
+        raise StopIteration
+
+
+def _decode(parts: list[tuple[int, bytes]], encoding: str) -> list[str] | tuple[int, str]:
+    texts = []
+    for number, data in parts:
+        try:
+            texts.append(data.decode(encoding))
+        except UnicodeDecodeError as exc:
+            byte, column = data[exc.start], len(data[: exc.start].decode(encoding)) + 1
+            name = _ENCODING_NAMES[encoding]
+            return number, f"not valid {name} (byte 0x{byte:02x} at column {column})"
+    return texts
+
+
+def _rows(lines: _Lines, encoding: str, delimiter: str) -> Iterator[tuple[int, list[str] | str]]:
+    """Each row's cells, or why it cannot be read, with the line it starts on.
+
+    A line is first given to the csv module alone: if the module asks for no further
+    line, that line is the row (most rows; no scanning of our own). If it asks for one,
+    a quoted field goes on over the next lines: :func:`_scan` finds where the row ends,
+    and the module reads all its lines together."""
+    feed = _Feed()
+    reader = csv.reader(feed, delimiter=delimiter)
+    sep = ord(delimiter)
+
+    def parse(texts: list[str]) -> list[str] | str:
+        feed.pending, feed.starved = texts[::-1], False
+        try:
+            return next(reader, [])
+        except csv.Error as exc:
+            feed.pending.clear()
+            return _csv_reason(exc)
+
+    while (item := lines.next()) is not None:
+        number, data = item
+        if data is None:
+            yield number, _TOO_LONG
             continue
-        yield reader.line_num, dict(zip(header, (c.strip() for c in row), strict=False))
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            pass  # _decode below says where; first find the row's end
+        else:
+            row = parse([text])
+            # A csv error before the end of the line leaves unknown whether a quoted
+            # field was open at its end: _scan decides then.
+            if not feed.starved and (isinstance(row, list) or _scan(data, sep, _START) != _QUOTED):
+                yield number, row
+                continue
+        parts = _rest_of_row(lines, number, data, sep)
+        if isinstance(parts, str):
+            yield number, parts
+            continue
+        texts = _decode(parts, encoding)
+        if isinstance(texts, tuple):
+            yield texts
+            continue
+        row = parse(texts)
+        if feed.starved:  # cannot be: _scan and the csv module agree on where rows end
+            row = "not readable as CSV"
+        yield number, row
+
+
+def read_csv(path: Path) -> Iterator[tuple[int, dict[str, str] | RowError]]:
+    """Rows as ``(line number, {column: value})``, streamed, or ``(line number, RowError)``
+    for a line that cannot be read (the reading goes on with the next row). Header names
+    are lower-cased, values stripped, blank rows skipped. A row's number is the line it
+    starts on. The delimiter is ``;`` when the header line has more semicolons than
+    commas, else ``,``; the encoding: :func:`sniff_encoding`. Without a readable header
+    the file gives one RowError for line 1 and nothing else."""
+    with path.open("rb", buffering=1 << 16) as file:
+        if file.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            yield 1, RowError("UTF-16 is not supported: save the file as UTF-8 or Windows-1251")
+            return
+        file.seek(0)
+        encoding = sniff_encoding(file)
+        lines = _Lines(file)
+        first = lines.next()
+        if first is None:
+            return
+        lines.push_back([first])
+        head = (first[1] or b"").decode(encoding, "replace")
+        delimiter = ";" if head.count(";") > head.count(",") else ","
+        header: list[str] | None = None
+        for start, row in _rows(lines, encoding, delimiter):
+            if isinstance(row, str):
+                yield start, RowError(row)
+                if header is None:
+                    return
+            elif header is None:
+                header = [h.strip().lower() for h in row]
+            else:
+                cells = [cell.strip() for cell in row]
+                if any(cells):
+                    yield start, dict(zip(header, cells, strict=False))
+
+
+def _csv_reason(exc: csv.Error) -> str:
+    if "field larger than field limit" in str(exc):
+        return f"a field is longer than {csv.field_size_limit():,} characters (the CSV limit)"
+    if "new-line character seen in unquoted field" in str(exc):
+        return "a carriage return inside an unquoted field"
+    return f"not readable as CSV: {exc}"
+
+
+# ----- converting values --------------------------------------------------------------------
+
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_CAPACITY = re.compile(r"[0-9]{1,3}(?:\.[0-9]{0,3})?")
+# Thousands separators a spreadsheet may write (space, no-break space, narrow no-break
+# space) go; a decimal comma is a point.
+_SPACES = str.maketrans({" ": None, "\u00a0": None, "\u202f": None, ",": "."})
+
+
+def _show(text: str, limit: int = 40) -> str:
+    """A value for a message: whole when short, else its start and its length."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text):,} characters)"
+
+
+_POSTGRESQL = make_url("postgresql+asyncpg://").get_dialect()()
+
+
+def _numeric_limits(type_: TypeEngine[Any]) -> tuple[int, int] | None:
+    """(digits before the point, digits after) a column holds on PostgreSQL, the stricter
+    back end (SQLite stores ExactDecimal as text and would take anything)."""
+    impl = type_.load_dialect_impl(_POSTGRESQL) if isinstance(type_, TypeDecorator) else type_
+    if isinstance(impl, Numeric) and impl.precision is not None:
+        scale = impl.scale or 0
+        return impl.precision - scale, scale
+    return None
+
+
+_DECIMAL_LIMITS = _numeric_limits(t.ExactDecimal())
+assert _DECIMAL_LIMITS is not None
+# A number within those limits as written (no exponent, no leading zeros beyond them).
+_PLAIN_NUMBER = re.compile(
+    rf"[+-]?[0-9]{{1,{_DECIMAL_LIMITS[0]}}}(?:\.[0-9]{{0,{_DECIMAL_LIMITS[1]}}})?"
+)
+
+
+def _digits(value: Decimal) -> tuple[int, int]:
+    """(digits before the point, significant digits after it) of a finite non-zero value,
+    computed from its digits and exponent: no arithmetic on huge values."""
+    _sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    trailing = 0
+    for digit in reversed(digits):
+        if digit:
+            break
+        trailing += 1
+    return max(0, len(digits) + exponent), max(0, -(exponent + trailing))
+
+
+def _out_of_range(name: str, limits: tuple[int, int]) -> str:
+    return (
+        f"{name} is out of range: at most {limits[0]} digits before the decimal point "
+        f"and {limits[1]} after"
+    )
 
 
 def _decimal(text: str, name: str) -> Decimal:
+    """A decimal with a point or a comma, spaces as thousands separators, within the
+    decimal columns' range (``NUMERIC(20, 6)``: 14 digits before the point, 6 after;
+    zeros beyond the sixth decimal are dropped)."""
+    cleaned = text.replace(",", ".")
+    if " " in cleaned or not cleaned.isascii():
+        cleaned = cleaned.translate(_SPACES)
+    if _PLAIN_NUMBER.fullmatch(cleaned):  # within range as written: most values
+        return Decimal(cleaned)
+    if not _NUMBER.fullmatch(cleaned):
+        raise RowError(f"{name} is not a number: {_show(text)}")
     try:
-        value = Decimal(text.replace(" ", "").replace(",", "."))
-    except InvalidOperation:
-        raise RowError(f"{name} is not a number: {text!r}") from None
-    if not value.is_finite():
-        raise RowError(f"{name} is not a number: {text!r}")
+        value = Decimal(cleaned)
+    except InvalidOperation:  # e.g. an exponent too large for the decimal module
+        raise RowError(f"{name} is not a number: {_show(text)}") from None
+    assert _DECIMAL_LIMITS is not None
+    if not value:
+        return Decimal(0)
+    whole, fraction = _digits(value)
+    if whole > _DECIMAL_LIMITS[0] or fraction > _DECIMAL_LIMITS[1]:
+        raise RowError(f"{_out_of_range(name, _DECIMAL_LIMITS)}: {_show(text)}")
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if exponent < -_DECIMAL_LIMITS[1]:
+        value = value.quantize(Decimal(1).scaleb(-_DECIMAL_LIMITS[1]))  # only zeros go
+    elif exponent > 0:
+        value = value.quantize(Decimal(1))  # 1E+3 is written 1000
     return value
 
 
 def _date(text: str, name: str) -> date:
     try:
+        if not _DATE.fullmatch(text):
+            raise ValueError
         return date.fromisoformat(text)
     except ValueError:
-        raise RowError(f"{name} must be a date YYYY-MM-DD: {text!r}") from None
+        raise RowError(f"{name} must be a date YYYY-MM-DD: {_show(text)}") from None
 
 
 def _opt(text: str, convert: Callable[[str, str], Any], name: str) -> Any:
@@ -93,7 +470,29 @@ def _enum(text: str, kind: type[Service] | type[Zone], name: str) -> str:
         return kind(text.lower()).value
     except ValueError:
         allowed = "|".join(m.value for m in kind)
-        raise RowError(f"{name} must be one of {allowed}: {text!r}") from None
+        raise RowError(f"{name} must be one of {allowed}: {_show(text)}") from None
+
+
+def _count(text: str, name: str) -> int:
+    """A whole number 0..MAX_RESIDENTS in ASCII digits (``²`` is a digit to
+    ``str.isdigit`` but not to ``int``; 5,000 digits are over ``int``'s limit)."""
+    significant = text.lstrip("0") or "0"
+    if (
+        not (text.isascii() and text.isdigit())
+        or len(significant) > _RESIDENTS_DIGITS
+        or int(significant) > MAX_RESIDENTS
+    ):
+        raise RowError(f"{name} must be a whole number from 0 to {MAX_RESIDENTS}: {_show(text)}")
+    return int(significant)
+
+
+def _capacity(text: str) -> Capacity:
+    if not _CAPACITY.fullmatch(text):
+        raise RowError(f"digit capacity must look like 6.3, got {_show(text)}")
+    try:
+        return Capacity.parse(text)
+    except ValueError as exc:
+        raise RowError(str(exc)) from None
 
 
 def _account(row: Mapping[str, str]) -> dict[str, Any]:
@@ -109,12 +508,6 @@ def _account(row: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def _count(text: str, name: str) -> int:
-    if not text.isdigit():
-        raise RowError(f"{name} must be a whole number: {text!r}")
-    return int(text)
-
-
 def _meter(row: Mapping[str, str]) -> dict[str, Any]:
     service = _enum(row["service"], Service, "service")
     zone = _enum(row["zone"], Zone, "zone")
@@ -122,10 +515,7 @@ def _meter(row: Mapping[str, str]) -> dict[str, Any]:
         raise RowError(f"zone {zone} is for water meters")
     if service != Service.ELECTRICITY and zone in (Zone.DAY, Zone.NIGHT):
         raise RowError(f"zone {zone} is for electricity meters")
-    try:
-        capacity = Capacity.parse(row["digits"])
-    except ValueError as exc:
-        raise RowError(str(exc)) from None
+    capacity = _capacity(row["digits"])
     last_value = _opt(row.get("last_value", ""), _decimal, "last_value")
     if last_value is not None and not capacity.fits(last_value):
         raise RowError(f"last_value {last_value} does not fit digits {capacity}")
@@ -144,10 +534,10 @@ def _meter(row: Mapping[str, str]) -> dict[str, Any]:
 def _tariff(row: Mapping[str, str]) -> dict[str, Any]:
     price = _decimal(row["price"], "price")
     if price < 0:
-        raise RowError(f"price must not be negative: {row['price']!r}")
+        raise RowError(f"price must not be negative: {_show(row['price'])}")
     normative = _opt(row.get("normative", ""), _decimal, "normative")
     if normative is not None and normative < 0:
-        raise RowError(f"normative must not be negative: {row['normative']!r}")
+        raise RowError(f"normative must not be negative: {_show(row['normative'])}")
     return {
         "service": _enum(row["service"], Service, "service"),
         "zone": _enum(row["zone"], Zone, "zone"),
@@ -160,19 +550,76 @@ def _tariff(row: Mapping[str, str]) -> dict[str, Any]:
 def _elder(row: Mapping[str, str]) -> dict[str, Any]:
     email = row["email"].lower()
     if "@" not in email:
-        raise RowError(f"not an email address: {row['email']!r}")
+        raise RowError(f"not an email address: {_show(row['email'])}")
     return {"email": email, "building": row["building"]}
 
 
-_KINDS: dict[str, tuple[Callable[[Mapping[str, str]], dict[str, Any]], Any, tuple[str, ...]]] = {
+# ----- what a column holds ------------------------------------------------------------------
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # tabs, line breaks ok
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """What a table's columns hold, read from their types in gateway/storage/tables.py."""
+
+    # (name, String(n)'s n or None for Text, the control characters refused there)
+    texts: tuple[tuple[str, int | None, re.Pattern[str]], ...]
+    # NUMERIC(p, s) on PostgreSQL as (p - s, s), for the columns whose limits are not
+    # those _decimal already enforces (none today: every decimal column is ExactDecimal).
+    numbers: dict[str, tuple[int, int]]
+
+    @classmethod
+    def of(cls, table: Table) -> _Columns:
+        texts: list[tuple[str, int | None, re.Pattern[str]]] = []
+        numbers: dict[str, tuple[int, int]] = {}
+        for column in table.columns:
+            type_ = column.type
+            limits = _numeric_limits(type_)
+            if limits is not None:
+                if limits != _DECIMAL_LIMITS:
+                    numbers[column.name] = limits
+            elif isinstance(type_, String):  # Text is a String without a length
+                free = type_.length is None or isinstance(type_, Text)
+                texts.append((column.name, type_.length, _CONTROL_IN_TEXT if free else _CONTROL))
+        return cls(tuple(texts), numbers)
+
+    def check(self, row: Mapping[str, Any]) -> None:
+        """Refuse what the column could not hold (on PostgreSQL; SQLite alike)."""
+        for name, limit, control in self.texts:
+            value = row.get(name)
+            if not isinstance(value, str):
+                continue
+            if not value.isprintable():
+                found = control.search(value)
+                if found:
+                    code = ord(found.group())
+                    raise RowError(f"{name} contains a control character (U+{code:04X})")
+            if limit is not None and len(value) > limit:
+                raise RowError(f"{name} is too long: {len(value):,} characters, at most {limit}")
+        for name, limits in self.numbers.items():
+            value = row.get(name)
+            if isinstance(value, Decimal) and value:
+                whole, fraction = _digits(value)
+                if whole > limits[0] or fraction > limits[1]:
+                    raise RowError(_out_of_range(name, limits))
+
+
+Convert = Callable[[Mapping[str, str]], dict[str, Any]]
+_KINDS: dict[str, tuple[Convert, Table, tuple[str, ...]]] = {
     "accounts": (_account, t.accounts, ("account",)),
     "meters": (_meter, t.registers, ("account", "meter", "zone")),
     "tariffs": (_tariff, t.tariffs, ("service", "zone", "valid_from")),
     "elders": (_elder, t.elders, ("email", "building")),
 }
+_COLUMNS = {kind: _Columns.of(table) for kind, (_c, table, _k) in _KINDS.items()}
 ORDER = ("accounts", "meters", "tariffs", "elders")
 
 Progress = Callable[[str, int], None]
+
+
+# ----- importing ----------------------------------------------------------------------------
 
 
 async def import_file(
@@ -180,9 +627,12 @@ async def import_file(
 ) -> FileReport:
     """Validate and upsert one registry file; returns what changed and what was rejected."""
     convert, table, key = _KINDS[kind]
+    columns = _COLUMNS[kind]
     report = FileReport(kind, str(path))
     batch: list[tuple[int, dict[str, Any]]] = []
-    seen: dict[tuple[Any, ...], int] = {}
+    # Every key of the file with its line. A single column is the key itself, several are
+    # joined with U+001F, which no accepted value holds: far smaller than tuples.
+    seen: dict[object, int] = {}
     done = 0
 
     async def flush() -> None:
@@ -191,8 +641,7 @@ async def import_file(
         if kind == "meters":
             rows = await _drop_unknown_accounts(db, rows, report)
         if rows:
-            values = [r for _, r in rows]
-            counts = await db.run(lambda uow: uow.upsert(table, key, values))
+            counts = await _upsert(db, table, key, rows, report)
             report.inserted += counts.inserted
             report.updated += counts.updated
             report.unchanged += counts.unchanged
@@ -202,15 +651,18 @@ async def import_file(
             progress(kind, done)
 
     for line, raw in read_csv(path):
-        missing = [c for c in REQUIRED[kind] if not raw.get(c)]
         try:
+            if isinstance(raw, RowError):
+                raise raw
+            missing = [c for c in REQUIRED[kind] if not raw.get(c)]
             if missing:
                 raise RowError(f"missing {', '.join(missing)}")
             row = convert(raw)
+            columns.check(row)
         except RowError as exc:
             report.errors.append(f"{path}:{line}: {exc}")
             continue
-        row_key = tuple(row[k] for k in key)
+        row_key: object = row[key[0]] if len(key) == 1 else "\x1f".join(str(row[k]) for k in key)
         if row_key in seen:
             report.errors.append(f"{path}:{line}: same key as line {seen[row_key]}, skipped")
             continue
@@ -220,6 +672,104 @@ async def import_file(
             await flush()
     await flush()
     return report
+
+
+def _upsert_work(
+    table: Table, key: tuple[str, ...], values: list[dict[str, Any]]
+) -> Callable[[UnitOfWork], UpsertCounts]:
+    return lambda uow: uow.upsert(table, key, values)
+
+
+async def _upsert(
+    db: Database,
+    table: Table,
+    key: tuple[str, ...],
+    rows: list[tuple[int, dict[str, Any]]],
+    report: FileReport,
+) -> UpsertCounts:
+    """Upsert a batch in one transaction; if the database refuses it, row by row, each
+    in its own transaction, rejecting only the rows it refuses."""
+    try:
+        return await db.run(_upsert_work(table, key, [row for _, row in rows]))
+    except StatementError as exc:
+        if not _refused(exc):
+            raise
+        log.warning(
+            "registry_batch_refused",
+            kind=report.kind,
+            path=report.path,
+            first_line=rows[0][0],
+            rows=len(rows),
+            error=_driver_error(exc).__class__.__name__,
+        )
+    inserted = updated = unchanged = 0
+    for line, row in rows:
+        try:
+            counts = await db.run(_upsert_work(table, key, [row]))
+        except StatementError as exc:
+            if not _refused(exc):
+                raise
+            report.errors.append(f"{report.path}:{line}: {_refusal(exc)}")
+            continue
+        inserted += counts.inserted
+        updated += counts.updated
+        unchanged += counts.unchanged
+    return UpsertCounts(inserted, updated, unchanged)
+
+
+def _refused(exc: StatementError) -> bool:
+    """The database refused the data (a value, a constraint), not the work: SQLAlchemy's
+    DataError or IntegrityError, SQLSTATE class 22 or 23 (asyncpg's data errors reach us
+    as plain DBAPIError), or a value that could not even be bound. Anything else (an
+    outage, a programming error) propagates."""
+    if isinstance(exc, DataError | IntegrityError) or not isinstance(exc, DBAPIError):
+        return True
+    state = getattr(exc.orig, "sqlstate", None)
+    return isinstance(state, str) and state[:2] in ("22", "23")
+
+
+def _driver_error(exc: StatementError) -> BaseException:
+    orig: BaseException | None = exc.orig
+    if orig is None:
+        return exc
+    return orig.__cause__ if orig.__cause__ is not None else orig
+
+
+_SCHEMA_NAMES = frozenset(
+    [table.name for table in t.metadata.tables.values()]
+    + [column.name for table in t.metadata.tables.values() for column in table.columns]
+    + [str(c.name) for table in t.metadata.tables.values() for c in table.constraints if c.name]
+    + [
+        f"{table.name}.{column.name}"
+        for table in t.metadata.tables.values()
+        for column in table.columns
+    ]
+)
+_QUOTED_TEXT = re.compile(r"\"([^\"]*)\"|'([^']*)'")
+
+
+def _refusal(exc: StatementError) -> str:
+    """Why the database refused a row: its error class and message, with no value of the
+    row in it (never ``str(exc)``, which has the statement and its parameters). Quoted
+    words are kept only when they name the schema (a table, column, constraint); what
+    follows the message's first ``": "`` only when it is a list of ``table.column``."""
+    error = _driver_error(exc)
+    names = _SCHEMA_NAMES | {
+        value
+        for attr in ("table_name", "column_name", "constraint_name")
+        if isinstance(value := getattr(error, attr, None), str)
+    }
+    lines = str(error).strip().splitlines()
+    message, _sep, tail = (lines[0] if lines else "").partition(": ")
+    message = _QUOTED_TEXT.sub(
+        lambda m: m.group() if (m.group(1) or m.group(2) or "") in names else "…", message
+    )
+    if tail and all(part.strip() in _SCHEMA_NAMES for part in tail.split(",")):
+        message = f"{message}: {tail}"
+    column = getattr(error, "column_name", None)
+    if isinstance(column, str) and column in names and column not in message:
+        message = f"{message} (column {column})"
+    return f"the database refused the row: {type(error).__name__}: {message[:160]}"
 
 
 async def _drop_unknown_accounts(

@@ -1,15 +1,22 @@
-"""``gateway import``: CSV in UTF-8 or Windows-1251, comma or semicolon, idempotent upsert."""
+"""``gateway import``: CSV in UTF-8 or Windows-1251, comma or semicolon, idempotent upsert;
+a bad row is a ``file:line: reason`` rejection and never stops the import."""
 
 from __future__ import annotations
 
+import csv
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from gateway.bootstrap import Gateway, gateway
-from gateway.registry import import_file
+from gateway.registry import import_file, read_csv
 from gateway.settings import Settings
+from gateway.storage import Database
 from gateway.storage import tables as t
 from tests.conftest import ACCOUNTS, METERS, TARIFFS, select_rows
+
+HEADER = "account,address,building,phone,debt,receipt_code,last_bill_total,residents\n"
 
 
 def write(folder: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
@@ -112,3 +119,338 @@ async def test_import_of_many_rows_runs_in_batches(settings: Settings, tmp_path:
 
     assert report.inserted == 2500
     assert seen == [1000, 2000, 2500]
+
+
+async def accounts_in(db: Database) -> list[str]:
+    return [r["account"] for r in await select_rows(db, t.accounts)]
+
+
+async def test_a_stray_byte_in_a_utf8_file_rejects_its_line_and_the_other_lines_load(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "accounts.csv"
+    path.write_bytes(
+        (HEADER + '1000000001,"ул. Ленина, 1",b1,,0,,,\n').encode()
+        + '1000000002,"ул. Ленина, 2'.encode()
+        + b"\x98"
+        + '",b1,,0,,,\n1000000003,"ул. Мира, 3",b2,,0,,,\n'.encode()
+    )
+    async with gateway(settings) as gw:
+        report = await import_file(gw.db, "accounts", path)
+        rows = await select_rows(gw.db, t.accounts)
+
+    assert report.errors == [f"{path}:3: not valid UTF-8 (byte 0x98 at column 26)"]
+    assert [(r["account"], r["address"]) for r in rows] == [
+        ("1000000001", "ул. Ленина, 1"),
+        ("1000000003", "ул. Мира, 3"),
+    ]
+
+
+async def test_a_utf8_file_whose_only_non_ascii_line_is_broken_is_still_read_as_utf8(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "accounts.csv"
+    path.write_bytes(HEADER.encode() + b"1000000001,a\x98b,b1\n1000000002,ab,b1\n")
+
+    rows = [(line, str(row)) for line, row in read_csv(path)]
+
+    assert rows == [
+        (2, "not valid UTF-8 (byte 0x98 at column 13)"),
+        (3, str({"account": "1000000002", "address": "ab", "building": "b1"})),
+    ]
+
+
+async def test_a_windows_1251_file_whose_cyrillic_starts_after_the_first_megabyte_is_read_as_such(
+    tmp_path: Path,
+) -> None:
+    ascii_rows = "".join(f"{7000000000 + i};Lenina street, {i};b1\n" for i in range(50_000))
+    text = "account;address;building\n" + ascii_rows + "1000000001;ул. Ленина, ё № 1;b2\n"
+    path = write(tmp_path, "accounts.csv", text, encoding="cp1251")
+    assert path.stat().st_size > 1 << 20
+
+    *_, (line, last) = read_csv(path)
+
+    assert (line, last) == (
+        50_002,
+        {"account": "1000000001", "address": "ул. Ленина, ё № 1", "building": "b2"},
+    )
+
+
+async def test_a_field_over_the_csv_field_limit_rejects_its_line_and_the_next_lines_load(
+    settings: Settings, tmp_path: Path
+) -> None:
+    huge = "x" * (csv.field_size_limit() + 1)
+    text = HEADER + f"1000000001,{huge},b1,,0,,,\n" + "1000000002,addr,b1,,0,,,\n"
+    path = write(tmp_path, "accounts.csv", text)
+    async with gateway(settings) as gw:
+        report = await import_file(gw.db, "accounts", path)
+        accounts = await accounts_in(gw.db)
+
+    assert report.errors == [f"{path}:2: a field is longer than 131,072 characters (the CSV limit)"]
+    assert accounts == ["1000000002"]
+
+
+async def test_a_line_over_one_mebibyte_is_rejected_without_being_read_whole(
+    settings: Settings, tmp_path: Path
+) -> None:
+    text = HEADER + "1000000001," + "x" * (3 << 20) + ",b1,,0,,,\n" + "1000000002,a,b1,,0,,,\n"
+    path = write(tmp_path, "accounts.csv", text)
+    async with gateway(settings) as gw:
+        report = await import_file(gw.db, "accounts", path)
+        accounts = await accounts_in(gw.db)
+
+    assert report.errors == [f"{path}:2: line longer than 1 MiB"]
+    assert accounts == ["1000000002"]
+
+
+async def test_quoted_addresses_over_several_lines_keep_every_line_number_after_them(
+    settings: Settings, tmp_path: Path
+) -> None:
+    text = (
+        HEADER
+        + '1000000001,"ул. Ленина, 5,\nподъезд ""2""",b1,,lots,,,\n'  # lines 2-3, bad debt
+        + '1000000002,"ул. Мира,\nд. 1,\nкв. 2",b1,,0,,,\n'  # lines 4-6
+        + "1000000003,addr,b1,,oops,,,\n"  # line 7
+        + "1000000004,addr,b1,,0,,,\n"  # line 8
+    )
+    path = write(tmp_path, "accounts.csv", text)
+    async with gateway(settings) as gw:
+        report = await import_file(gw.db, "accounts", path)
+        rows = await select_rows(gw.db, t.accounts)
+
+    assert report.errors == [
+        f"{path}:2: debt is not a number: 'lots'",
+        f"{path}:7: debt is not a number: 'oops'",
+    ]
+    assert [(r["account"], r["address"]) for r in rows] == [
+        ("1000000002", "ул. Мира,\nд. 1,\nкв. 2"),
+        ("1000000004", "addr"),
+    ]
+
+
+async def test_an_unclosed_quote_rejects_its_line_and_the_rows_after_it_load(
+    settings: Settings, tmp_path: Path
+) -> None:
+    text = HEADER + '1000000001,"ул. Ленина, 5,b1,,0,,,\n' + "1000000002,addr,b1,,0,,,\n"
+    path = write(tmp_path, "accounts.csv", text)
+    async with gateway(settings) as gw:
+        report = await import_file(gw.db, "accounts", path)
+        accounts = await accounts_in(gw.db)
+
+    assert report.errors == [f"{path}:2: a quoted field that starts on this line is not closed"]
+    assert accounts == ["1000000002"]
+
+
+async def test_residents_must_be_a_whole_number_from_0_to_999(
+    settings: Settings, tmp_path: Path
+) -> None:
+    many = "9" * 5000
+    text = (
+        HEADER
+        + "1000000001,a,b1,,0,,,²\n"
+        + f"1000000002,a,b1,,0,,,{many}\n"
+        + "1000000003,a,b1,,0,,,1000\n"
+        + "1000000004,a,b1,,0,,,-1\n"
+        + "1000000005,a,b1,,0,,,999\n"
+        + "1000000006,a,b1,,0,,,0\n"
+    )
+    path = write(tmp_path, "accounts.csv", text)
+    async with gateway(settings) as gw:
+        report = await import_file(gw.db, "accounts", path)
+        rows = await select_rows(gw.db, t.accounts)
+
+    assert report.errors == [
+        f"{path}:2: residents must be a whole number from 0 to 999: '²'",
+        f"{path}:3: residents must be a whole number from 0 to 999: "
+        f"'{many[:40]}'… (5,000 characters)",
+        f"{path}:4: residents must be a whole number from 0 to 999: '1000'",
+        f"{path}:5: residents must be a whole number from 0 to 999: '-1'",
+    ]
+    assert [(r["account"], r["residents"]) for r in rows] == [
+        ("1000000005", 999),
+        ("1000000006", 0),
+    ]
+
+
+async def test_text_longer_than_its_column_is_rejected_on_every_back_end(
+    settings: Settings, tmp_path: Path
+) -> None:
+    long_account = "1" * 40
+    text = (
+        HEADER
+        + f"{long_account},a,b1,,0,,,\n"
+        + f"1000000002,a,{'b' * 65},,0,,,\n"
+        + f"1000000003,a,b1,{'7' * 33},0,,,\n"
+        + f"1000000004,a,b1,,0,{'R' * 64},,\n"
+    )
+    path = write(tmp_path, "accounts.csv", text)
+    async with gateway(settings) as gw:
+        report = await import_file(gw.db, "accounts", path)
+        accounts = await accounts_in(gw.db)
+
+    assert report.errors == [
+        f"{path}:2: account is too long: 40 characters, at most 32",
+        f"{path}:3: building is too long: 65 characters, at most 64",
+        f"{path}:4: phone is too long: 33 characters, at most 32",
+    ]
+    assert accounts == ["1000000004"]
+
+
+async def test_a_meter_serial_or_an_email_longer_than_its_column_is_rejected(
+    settings: Settings, tmp_path: Path
+) -> None:
+    meters = (
+        "account,meter,service,zone,digits\n"
+        f"1234567890,{'M' * 65},electricity,single,6.1\n"
+        "1234567890,M1,electricity,single,6.1\n"
+    )
+    email = "a" * 250 + "@x.ru"
+    elders = f"email,building\n{email},b1\nelder@x.ru,b1\n"
+    async with gateway(settings) as gw:
+        await import_file(gw.db, "accounts", write(tmp_path, "accounts.csv", ACCOUNTS))
+        meters_path = write(tmp_path, "meters.csv", meters)
+        elders_path = write(tmp_path, "elders.csv", elders)
+        meter_report = await import_file(gw.db, "meters", meters_path)
+        elder_report = await import_file(gw.db, "elders", elders_path)
+
+    assert meter_report.errors == [f"{meters_path}:2: meter is too long: 65 characters, at most 64"]
+    assert meter_report.inserted == 1
+    assert elder_report.errors == [
+        f"{elders_path}:2: email is too long: 255 characters, at most 254"
+    ]
+    assert elder_report.inserted == 1
+
+
+async def test_a_nul_or_another_control_character_in_a_field_is_rejected(
+    settings: Settings, tmp_path: Path
+) -> None:
+    text = (
+        HEADER
+        + "1000000001,a\x00b,b1,,0,,,\n"
+        + "1000000002,a,b\x1b1,,0,,,\n"
+        + "1000000003,a,b1,,0,X\x851,,\n"
+        + '1000000004,"a\tb\nc",b1,,0,,,\n'  # tabs and line breaks are fine in an address
+    )
+    path = write(tmp_path, "accounts.csv", text)
+    async with gateway(settings) as gw:
+        report = await import_file(gw.db, "accounts", path)
+        rows = await select_rows(gw.db, t.accounts)
+
+    assert report.errors == [
+        f"{path}:2: address contains a control character (U+0000)",
+        f"{path}:3: building contains a control character (U+001B)",
+        f"{path}:4: receipt_code contains a control character (U+0085)",
+    ]
+    assert [(r["account"], r["address"]) for r in rows] == [("1000000004", "a\tb\nc")]
+
+
+async def test_a_decimal_beyond_numeric_20_6_is_rejected_on_every_back_end(
+    settings: Settings, tmp_path: Path
+) -> None:
+    text = (
+        HEADER
+        + "1000000001,a,b1,,1e999999,,,\n"
+        + "1000000002,a,b1,,123456789012345,,,\n"
+        + "1000000003,a,b1,,0.1234567,,,\n"
+        + f"1000000004,a,b1,,0,,{'9' * 5000},\n"
+        + "1000000005,a,b1,,1e3,,,\n"
+        + "1000000006,a,b1,,-99 999 999 999 999.999999,,12.5000000000,\n"
+    )
+    path = write(tmp_path, "accounts.csv", text)
+    range_error = "is out of range: at most 14 digits before the decimal point and 6 after"
+    async with gateway(settings) as gw:
+        report = await import_file(gw.db, "accounts", path)
+        rows = await select_rows(gw.db, t.accounts)
+
+    assert report.errors == [
+        f"{path}:2: debt {range_error}: '1e999999'",
+        f"{path}:3: debt {range_error}: '123456789012345'",
+        f"{path}:4: debt {range_error}: '0.1234567'",
+        f"{path}:5: last_bill_total {range_error}: '{'9' * 40}'… (5,000 characters)",
+    ]
+    assert [(r["account"], r["debt"], r["last_bill_total"]) for r in rows] == [
+        ("1000000005", Decimal(1000), None),
+        ("1000000006", Decimal("-99999999999999.999999"), Decimal("12.5")),
+    ]
+
+
+async def test_huge_numbers_in_meters_and_tariffs_are_rejected_not_raised(
+    settings: Settings, tmp_path: Path
+) -> None:
+    meters = (
+        "account,meter,service,zone,digits,verified_until,last_value,last_date\n"
+        "1234567890,M1,electricity,single,6.1,,1e999999,\n"
+        "1234567890,M2,electricity,single,²,,,\n"
+        f"1234567890,M3,electricity,single,{'6' * 5000},,,\n"
+        "1234567890,M4,electricity,single,6.1,20311231,,\n"
+        "1234567890,M5,electricity,single,6.1,2031-12-31,12.5,2026-10-20\n"
+    )
+    tariffs = "service,zone,price,valid_from\nelectricity,single,1e-999999,2026-01-01\n"
+    async with gateway(settings) as gw:
+        await import_file(gw.db, "accounts", write(tmp_path, "accounts.csv", ACCOUNTS))
+        meters_path = write(tmp_path, "meters.csv", meters)
+        tariffs_path = write(tmp_path, "tariffs.csv", tariffs)
+        meter_report = await import_file(gw.db, "meters", meters_path)
+        tariff_report = await import_file(gw.db, "tariffs", tariffs_path)
+        registers = await select_rows(gw.db, t.registers)
+
+    range_error = "is out of range: at most 14 digits before the decimal point and 6 after"
+    assert meter_report.errors == [
+        f"{meters_path}:2: last_value {range_error}: '1e999999'",
+        f"{meters_path}:3: digit capacity must look like 6.3, got '²'",
+        f"{meters_path}:4: digit capacity must look like 6.3, got '{'6' * 40}'… (5,000 characters)",
+        f"{meters_path}:5: verified_until must be a date YYYY-MM-DD: '20311231'",
+    ]
+    assert [(r["meter"], r["verified_until"], r["last_value"]) for r in registers] == [
+        ("M5", date(2031, 12, 31), Decimal("12.5"))
+    ]
+    assert tariff_report.errors == [f"{tariffs_path}:2: price {range_error}: '1e-999999'"]
+
+
+async def test_a_utf16_file_is_refused_with_one_clear_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "accounts.csv", HEADER + "1000000001,a,b1\n", encoding="utf-16")
+
+    assert [(line, str(row)) for line, row in read_csv(path)] == [
+        (1, "UTF-16 is not supported: save the file as UTF-8 or Windows-1251")
+    ]
+
+
+async def test_a_row_the_database_refuses_is_rejected_alone_and_the_rest_of_its_batch_loads(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The last line of defence: a batch the database refuses is written row by row. The
+    supplier's database here has a rule of its own (a CHECK constraint on PostgreSQL, a
+    trigger on SQLite) that refuses one meter the importer has no reason to reject."""
+    meters = (
+        "account,meter,service,zone,digits\n"
+        "1234567890,M1,electricity,single,6.1\n"
+        "1234567891,REFUSED,electricity,single,6.1\n"
+        "1234567892,M3,hot_water,single,6.1\n"
+    )
+    async with gateway(settings) as gw:
+        await import_file(gw.db, "accounts", write(tmp_path, "accounts.csv", ACCOUNTS))
+        await gw.db.run(lambda uow: _refuse_meter(uow.conn, "REFUSED"))
+        path = write(tmp_path, "meters.csv", meters)
+        report = await import_file(gw.db, "meters", path)
+        registers = await select_rows(gw.db, t.registers)
+
+    refusal = {
+        "sqlite": "IntegrityError: meter refused",
+        "postgresql": 'CheckViolationError: new row for relation "registers" violates '
+        'check constraint "no_refused_meter"',
+    }[settings.database_url.split(":")[0].split("+")[0]]
+    assert report.errors == [f"{path}:3: the database refused the row: {refusal}"]
+    assert "1234567891" not in report.errors[0]
+    assert (report.inserted, [r["meter"] for r in registers]) == (2, ["M1", "M3"])
+
+
+def _refuse_meter(conn: Any, meter: str) -> None:
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse_meter BEFORE INSERT ON registers "
+            f"WHEN NEW.meter = '{meter}' BEGIN SELECT RAISE(ABORT, 'meter refused'); END"
+        )
+    else:
+        conn.exec_driver_sql(
+            f"ALTER TABLE registers ADD CONSTRAINT no_refused_meter CHECK (meter <> '{meter}')"
+        )
