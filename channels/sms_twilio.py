@@ -6,6 +6,7 @@ URL plus the request path (behind a proxy ``request.url`` is not what Twilio sig
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from urllib.parse import parse_qsl
@@ -16,6 +17,7 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
+from gateway.domain.errors import StorageUnavailable
 from gateway.domain.model import InboundMessage
 from gateway.domain.ports import OnInbound
 from gateway.domain.privacy import mask_sender
@@ -25,10 +27,20 @@ PATH = "/sms/twilio"
 log = structlog.get_logger("channels.sms_twilio")
 
 
+# Characters XML 1.0 does not allow in a document (which make Twilio drop the reply),
+# and the C1 controls it discourages.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+FORM = "application/x-www-form-urlencoded"
+# What Twilio is told when a message could not be stored: retry (with the connection
+# overrides #rc=…&rp=… on the webhook URL, or the Fallback URL).
+RETRY_AFTER_SECONDS = "5"
+
+
 def twiml(reply: str | None) -> str:
+    """A TwiML document with ``reply`` as its message, whatever characters it holds."""
     response = MessagingResponse()
     if reply:
-        response.message(reply)
+        response.message(_NOT_XML.sub("", reply))
     return str(response)
 
 
@@ -56,8 +68,11 @@ class TwilioSmsChannel:
     async def handle(self, request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > self._max_body:
             return web.Response(status=413, text="body too large")
-        body = await request.content.read(self._max_body + 1)
-        if len(body) > self._max_body:
+        if request.content_type != FORM:
+            log.warning("sms_refused", reason="unsupported media type")
+            return web.Response(status=415, text=f"expected {FORM}")
+        body = await _read_body(request, self._max_body)
+        if body is None:
             return web.Response(status=413, text="body too large")
         if self._validator is None:
             log.warning("sms_refused", reason="no Twilio auth token configured")
@@ -75,8 +90,28 @@ class TwilioSmsChannel:
             received_at=self._clock(),
             external_id=form.get("MessageSid") or None,
         )
-        outcome = await self._on_inbound(message)
+        try:
+            outcome = await self._on_inbound(message)
+        except StorageUnavailable:
+            # Not stored: Twilio must deliver it again (the intake logged why).
+            return web.Response(
+                status=503,
+                text="temporarily unavailable",
+                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            )
         return web.Response(text=twiml(outcome.reply), content_type="text/xml")
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes | None:
+    """The whole body, however many packets it came in; None when over ``limit``."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _parse_form(body: bytes) -> dict[str, str]:

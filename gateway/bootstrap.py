@@ -87,7 +87,7 @@ class Gateway:
             clock=self.clock,
             max_body_bytes=self.settings.max_body_bytes,
         )
-        app = build_app(sms, self.settings.max_body_bytes)
+        app = build_app(sms, self.settings.max_body_bytes, self.db.ping)
         app.cleanup_ctx.append(self.relay_in_background)
         return app
 
@@ -97,7 +97,7 @@ async def gateway(
     settings: Settings, clock: Callable[[], datetime] = utc_now
 ) -> AsyncIterator[Gateway]:
     """Open the database (creating the schema if needed) and wire the services."""
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, settings.database_timeout)
     quote = (
         RemoteCharge(settings.billing_charge_url, settings.billing_charge_timeout)
         if settings.billing_charge_url

@@ -17,7 +17,7 @@ from aiohttp import web
 from billing_bridge.charge import normative_charge
 from gateway import logging as gateway_logging
 from gateway.bootstrap import Gateway, gateway
-from gateway.domain.errors import SchemaMismatch
+from gateway.domain.errors import SchemaMismatch, StorageUnavailable
 from gateway.domain.model import InboundMessage
 from gateway.registry import ORDER, FileReport, import_file
 from gateway.settings import Settings, SettingsError
@@ -25,6 +25,8 @@ from gateway.storage.database import StoredReading
 from gateway.storage.outbox_store import SqlOutboxStore
 
 log = structlog.get_logger("gateway.cli")
+# sysexits.h EX_TEMPFAIL: the database could not be reached; running again may succeed.
+EXIT_TEMPFAIL = 75
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SchemaMismatch as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
+    except StorageUnavailable as exc:
+        print(f"gateway: the database is unavailable ({exc}); try again later", file=sys.stderr)
+        return EXIT_TEMPFAIL
 
 
 async def _with_gateway(settings: Settings, handler: object, args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -12,7 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from billing_bridge.charge import preliminary_charge
 from gateway import replies
 from gateway.domain import matching, rules
-from gateway.domain.errors import ErrorCode
+from gateway.domain.errors import ErrorCode, StorageUnavailable
+from gateway.domain.inbound import admit
 from gateway.domain.model import Account, InboundMessage
 from gateway.domain.outcome import Charge, Outcome, OutcomeError, ReadingLine, Status
 from gateway.domain.periods import WindowPolicy, place
@@ -21,7 +23,7 @@ from gateway.domain.privacy import mask_sender
 from gateway.settings import Settings
 from gateway.storage import Database, UnitOfWork
 from gateway.storage.database import NewReading
-from parsers import HELP_TEXT, Command, ParseError, parse_message
+from parsers import HELP_TEXT, Command, ParseError, Submission, parse_message
 
 log = structlog.get_logger("gateway.intake")
 
@@ -68,23 +70,32 @@ class Intake:
         self._quote = quote
 
     async def __call__(self, message: InboundMessage) -> Outcome:
-        """Handle one message; it is stored with its outcome before this returns."""
+        """Handle one message; it is stored with its outcome before this returns.
+
+        Raises :class:`StorageUnavailable` when the message could not be stored (the
+        database is unreachable or timed out): the channel must then tell its provider
+        to retry (a 503, a withheld SMPP response), never answer as if it was handled."""
+        message = admit(message, self._settings.default_country_code)
+        # Parsing needs no database: it is done before the transaction, so no row or
+        # lock is held while it runs, and a long text is parsed off the event loop.
+        parsed = await _parse(message.text)
         try:
             try:
-                handled = await self._db.run(lambda uow: self._handle(uow, message))
+                handled = await self._db.run(lambda uow: self._handle(uow, message, parsed))
             except IntegrityError:
                 # A concurrent delivery of the same external id committed first: this
                 # attempt now finds it and answers exactly as that one did.
-                handled = await self._db.run(lambda uow: self._handle(uow, message))
+                handled = await self._db.run(lambda uow: self._handle(uow, message, parsed))
             outcome = await self._billing_charge(handled)
+        except StorageUnavailable as exc:
+            _log_unavailable(message, exc)
+            raise
         except Exception:
             log.exception(
                 "message_failed", channel=message.channel, sender=mask_sender(message.sender)
             )
             outcome = _rejected(None, ErrorCode.INTERNAL, replies.INTERNAL_ERROR)
-            # Recorded without the external id, so the provider's retry is handled afresh.
-            failed = replace(message, external_id=None)
-            await self._db.run(lambda uow: uow.record_message(failed, outcome))
+            await self._record_failure(message, outcome)
         log.info(
             "message_handled",
             channel=message.channel,
@@ -95,6 +106,27 @@ class Intake:
             account=outcome.account,
         )
         return outcome
+
+    async def _record_failure(self, message: InboundMessage, outcome: Outcome) -> None:
+        """The audit row of a message whose handling failed. Recorded without the
+        external id, so the provider's retry is handled afresh. Should even that fail
+        for something in the message, it is recorded once more with its text replaced by
+        a placeholder; if that fails too, the caller is told it was not stored."""
+        failed = replace(message, external_id=None)
+        try:
+            await self._db.run(lambda uow: uow.record_message(failed, outcome))
+            return
+        except StorageUnavailable as exc:
+            _log_unavailable(message, exc)
+            raise
+        except Exception as exc:
+            log.error("message_not_recorded", error=type(exc).__name__, attempt=1)
+        bare = replace(failed, text=f"[not stored: {len(message.text)} characters]")
+        try:
+            await self._db.run(lambda uow: uow.record_message(bare, outcome))
+        except Exception as exc:
+            log.error("message_not_recorded", error=type(exc).__name__, attempt=2)
+            raise StorageUnavailable("the message could not be recorded") from exc
 
     async def _billing_charge(self, handled: _Handled) -> Outcome:
         """Billing's own charge instead of ours when it answers in time; the stored outcome
@@ -109,18 +141,26 @@ class Intake:
         quoted = replace(outcome, charge=charge, reply=decision.rerender(charge))
         message_id = handled.message_id
         assert message_id is not None
-        await self._db.run(lambda uow: uow.update_outcome(message_id, quoted))
+        try:
+            await self._db.run(lambda uow: uow.update_outcome(message_id, quoted))
+        except StorageUnavailable as exc:
+            # The message and its readings are stored with the local charge: answer with
+            # what is stored, so a retry of the message gets the same reply.
+            log.warning("billing_charge_not_recorded", reason=str(exc))
+            return outcome
         return quoted
 
-    def _handle(self, uow: UnitOfWork, message: InboundMessage) -> _Handled:
+    def _handle(self, uow: UnitOfWork, message: InboundMessage, parsed: Parsed) -> _Handled:
         if message.external_id is not None:
             stored = uow.find_message(message.channel, message.external_id)
             if stored is not None:
                 return _Handled(Outcome.from_json(stored.outcome))
+        if message.sender:
+            uow.lock_sender(message.channel, message.sender)
         if message.sender and self._is_rate_limited(uow, message):
             decision = _Decision(_rejected(None, ErrorCode.RATE_LIMITED, None))
         else:
-            decision = self._evaluate(uow, message)
+            decision = self._evaluate(uow, message, parsed)
         message_id = uow.record_message(message, decision.outcome)
         if decision.readings:
             assert decision.taken_on is not None and decision.period is not None
@@ -139,13 +179,11 @@ class Intake:
         recent = uow.count_recent(message.channel, message.sender, since)
         return recent >= self._settings.rate_limit_per_minute
 
-    def _evaluate(self, uow: UnitOfWork, message: InboundMessage) -> _Decision:
+    def _evaluate(self, uow: UnitOfWork, message: InboundMessage, parsed: Parsed) -> _Decision:
         settings = self._settings
         today = message.received_at.astimezone(settings.zone).date()
-        try:
-            parsed = parse_message(message.text)
-        except ParseError as err:
-            return _Decision(self._unreadable(uow, message, err))
+        if isinstance(parsed, ParseError):
+            return _Decision(self._unreadable(uow, message, parsed))
         if isinstance(parsed, Command):
             return _Decision(self._command(uow, parsed, today))
         placement = place(today, settings.window)
@@ -209,11 +247,11 @@ class Intake:
             helped = uow.count_recent(
                 message.channel, message.sender, since, error_code=ErrorCode.NOT_READINGS
             )
-            reply = None if message.sender and helped else err.message
+            reply = None if message.sender and helped else replies.safe(err.message)
             return _rejected(None, ErrorCode.NOT_READINGS, reply)
         account = uow.load_account(err.account) if err.account else None
         if account is None:
-            return _rejected(err.account, ErrorCode.UNPARSEABLE, err.message)
+            return _rejected(err.account, ErrorCode.UNPARSEABLE, replies.safe(err.message))
         problem = err.message.split(". ", 1)[0]
         reply = replies.unparseable(account, problem)
         return _rejected(account.number, ErrorCode.UNPARSEABLE, reply)
@@ -246,6 +284,36 @@ class Intake:
             readings=lines,
             charge=charge,
         )
+
+
+Parsed = Submission | Command | ParseError
+
+# Texts up to this length (one SMS) are parsed on the event loop: a thread hop would cost
+# more than parsing them. Longer ones, up to the parser's bound, go to a worker thread.
+_INLINE_PARSE_CHARS = 160
+
+
+async def _parse(text: str) -> Parsed:
+    if len(text) <= _INLINE_PARSE_CHARS:
+        return _parse_now(text)
+    return await asyncio.to_thread(_parse_now, text)
+
+
+def _parse_now(text: str) -> Parsed:
+    try:
+        return parse_message(text)
+    except ParseError as err:
+        return err
+
+
+def _log_unavailable(message: InboundMessage, exc: StorageUnavailable) -> None:
+    """One event per message that could not be stored, without a traceback."""
+    log.warning(
+        "message_not_stored",
+        channel=message.channel,
+        sender=mask_sender(message.sender),
+        reason=str(exc),
+    )
 
 
 def repeated_on(checked: list[rules.Checked], default: date) -> date:

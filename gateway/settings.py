@@ -3,6 +3,7 @@ environment variables. Built from mappings so tests pass plain dicts; no I/O at 
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -25,6 +26,10 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite+aiosqlite:///var/gateway.db"
+    # The longest the gateway waits on the database at each step (connecting, a pooled
+    # connection, a statement, another process's lock), in seconds; then the message is
+    # answered 503 so the provider retries it.
+    database_timeout: float = 5.0
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = "http://127.0.0.1:8080"
@@ -51,6 +56,9 @@ class Settings:
     log_format: str = "auto"
     log_level: str = "info"
     rate_limit_per_minute: int = 10
+    # The country code of phone numbers written without one (89120000001, 9120000001):
+    # SMS senders are keyed in E.164, so one phone is one sender however it is written.
+    default_country_code: str = "7"
     max_body_bytes: int = 64 * 1024
     # Acceptance window: days of the month (inclusive) in the supplier's time zone, and
     # what happens outside it: "reject" or "next_period".
@@ -126,6 +134,11 @@ class Settings:
         for name in _POSITIVE:
             if not getattr(settings, name) > 0:
                 raise SettingsError(f"setting {name} must be above 0: {getattr(settings, name)}")
+        if not re.fullmatch(r"[1-9][0-9]{0,2}", settings.default_country_code):
+            raise SettingsError(
+                "setting default_country_code must be 1-3 digits, "
+                f"not {settings.default_country_code!r}"
+            )
         if settings.relay_backoff_cap < settings.relay_backoff_base:
             raise SettingsError("setting relay_backoff_cap must be at least relay_backoff_base")
         # A claimed batch is settled when all of it is done: its lease must outlast the
@@ -155,6 +168,7 @@ class Settings:
 # Numbers that mean nothing at zero or below (a relay of 0 at once would never deliver).
 _POSITIVE = (
     "port",
+    "database_timeout",
     "billing_timeout",
     "billing_charge_timeout",
     "relay_interval",

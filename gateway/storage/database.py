@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, CursorResult, Engine, make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -217,6 +219,7 @@ _TARIFFS = select(
     t.tariffs.c.valid_from,
     t.tariffs.c.normative,
 )
+_LOCK_SENDER = select(func.pg_advisory_xact_lock(bindparam("key")))
 _INSERT_READINGS = t.readings.insert().returning(_r.id, sort_by_parameter_order=True)
 _INSERT_OUTBOX = t.outbox.insert()
 
@@ -232,7 +235,9 @@ class Database:
       event loop, and concurrent work on one account is ordered by row locks.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout: float = 5.0) -> None:
+        """``timeout`` bounds each wait on the database, in seconds: connecting, a pool
+        connection, a statement (PostgreSQL), a lock held by another process (SQLite)."""
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
@@ -244,11 +249,26 @@ class Database:
             database = parsed.database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            self._sync_engine = create_engine(parsed.set(drivername="sqlite+pysqlite"))
-            _sqlite_tuning(self._sync_engine)
+            # Bound parameters are never part of an error's text: they are what senders
+            # wrote, and errors reach logs.
+            self._sync_engine = create_engine(
+                parsed.set(drivername="sqlite+pysqlite"), hide_parameters=True
+            )
+            _sqlite_tuning(self._sync_engine, timeout)
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         else:
-            self._async_engine = create_async_engine(url, pool_size=10, max_overflow=10)
+            self._async_engine = create_async_engine(
+                url,
+                pool_size=10,
+                max_overflow=10,
+                pool_timeout=timeout,
+                hide_parameters=True,
+                connect_args={
+                    "timeout": timeout,
+                    "command_timeout": timeout,
+                    "server_settings": {"statement_timeout": str(int(timeout * 1000))},
+                },
+            )
 
     async def run(self, work: Work[T]) -> T:
         """Run ``work`` in one transaction: committed when it returns, rolled back if it
@@ -260,10 +280,18 @@ class Database:
             assert self._async_engine is not None
             async with self._async_engine.begin() as conn:
                 return await conn.run_sync(lambda sync: work(UnitOfWork(sync)))
-        except (DBAPIError, OSError) as exc:
-            if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not _is_busy(exc):
+        except (DBAPIError, OSError, PoolTimeout) as exc:
+            if isinstance(exc, DBAPIError) and not _is_outage(exc):
                 raise
-            raise StorageUnavailable(str(exc)) from exc
+            raise StorageUnavailable(_reason(exc)) from exc
+
+    async def ping(self) -> bool:
+        """Whether the database answers a trivial query now (the readiness check)."""
+        try:
+            await self.run(lambda uow: uow.conn.exec_driver_sql("SELECT 1").scalar())
+        except StorageUnavailable:
+            return False
+        return True
 
     def _run_sqlite(self, work: Work[T]) -> T:
         """On the writer thread, which keeps one connection open (no pool round trip)."""
@@ -384,11 +412,73 @@ def _new_id(result: CursorResult[Any]) -> int:
     return int(key[0])
 
 
-def _is_busy(exc: DBAPIError) -> bool:
-    return "database is locked" in str(exc.orig)
+# SQLite's errors that are about the database file, not the statement: it is locked by
+# another process, or cannot be opened, read or written now.
+_SQLITE_OUTAGES = (
+    "database is locked",
+    "unable to open database",
+    "disk i/o error",
+    "database or disk is full",
+    "readonly database",
+)
+# PostgreSQL's SQLSTATE classes of an outage: connection exceptions, insufficient
+# resources, operator intervention (shutdown, statement timeout), system errors.
+_PG_OUTAGE_CLASSES = ("08", "53", "57", "58")
 
 
-def _sqlite_tuning(engine: Engine) -> None:
+def _is_outage(exc: DBAPIError) -> bool:
+    """Whether trying again later can help: the database was unreachable, busy or timed
+    out, as opposed to a statement it refused."""
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    sqlstate = _sqlstate(exc)
+    if sqlstate is not None:
+        return sqlstate[:2] in _PG_OUTAGE_CLASSES
+    if isinstance(orig, OSError | TimeoutError):
+        return True
+    message = str(orig).lower()
+    return any(part in message for part in _SQLITE_OUTAGES)
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    orig = exc.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code if isinstance(code, str) else None
+
+
+def _reason(exc: Exception) -> str:
+    """A short description of an outage for logs: the error's class and SQLSTATE, never
+    its statement or parameters."""
+    if isinstance(exc, DBAPIError):
+        orig = exc.orig
+        name = type(orig).__name__ if orig is not None else type(exc).__name__
+        sqlstate = _sqlstate(exc)
+        return f"{name} ({sqlstate})" if sqlstate else name
+    return type(exc).__name__
+
+
+def fit(value: str, length: int | None) -> str:
+    """``value`` cut to ``length`` characters when longer, ending in ``…`` and a digest
+    of the whole, so two different long values stay different and one long value is
+    always cut the same way (it is a key: a sender, an external id)."""
+    if length is None or len(value) <= length:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return value[: length - len(digest) - 1] + "…" + digest
+
+
+def _column_length(column: Any) -> int | None:
+    length = getattr(column.type, "length", None)
+    return length if isinstance(length, int) else None
+
+
+_SENDER_LENGTH = _column_length(_m.sender)
+_EXTERNAL_ID_LENGTH = _column_length(_m.external_id)
+_ACCOUNT_LENGTH = _column_length(_m.account)
+
+
+def _sqlite_tuning(engine: Engine, timeout: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         dbapi_connection.isolation_level = None
@@ -396,7 +486,7 @@ def _sqlite_tuning(engine: Engine) -> None:
         for pragma in (
             "journal_mode=WAL",
             "synchronous=NORMAL",
-            "busy_timeout=10000",
+            f"busy_timeout={int(timeout * 1000)}",
             "foreign_keys=ON",
         ):
             cursor.execute(f"PRAGMA {pragma}")
@@ -416,7 +506,7 @@ class UnitOfWork:
     # ----- messages -------------------------------------------------------------------
 
     def find_message(self, channel: str, external_id: str) -> StoredMessage | None:
-        params = {"channel": channel, "external_id": external_id}
+        params = {"channel": channel, "external_id": fit(external_id, _EXTERNAL_ID_LENGTH)}
         row = self.conn.execute(_FIND_MESSAGE, params).first()
         if row is None:
             return None
@@ -426,25 +516,43 @@ class UnitOfWork:
         self, channel: str, sender: str, since: datetime, error_code: str | None = None
     ) -> int:
         """Messages from ``sender`` after ``since`` (with that error code, when given)."""
-        params = {"channel": channel, "sender": sender, "since": since}
+        params = {"channel": channel, "sender": fit(sender, _SENDER_LENGTH), "since": since}
         if error_code is None:
             return int(self.conn.scalar(_COUNT_RECENT, params) or 0)
         params["error_code"] = error_code
         return int(self.conn.scalar(_COUNT_RECENT_WITH_CODE, params) or 0)
 
+    def lock_sender(self, channel: str, sender: str) -> None:
+        """Serialise this transaction with others for the same sender until it ends, so a
+        count of the sender's recent messages cannot miss one committed meanwhile
+        (PostgreSQL: a transaction-scoped advisory lock; SQLite has one writer already)."""
+        if self.conn.dialect.name == "sqlite":
+            return
+        digest = hashlib.sha256(f"{channel}\0{sender}".encode("utf-8", "surrogatepass")).digest()
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        self.conn.execute(_LOCK_SENDER, {"key": key})
+
     def record_message(self, message: InboundMessage, outcome: Outcome) -> int:
-        """The audit row: the message as received and what became of it."""
+        """The audit row: the message as received and what became of it. A sender, id or
+        account longer than its column is stored cut (see :func:`fit`); the outcome
+        object keeps it whole."""
         result = self.conn.execute(
             _INSERT_MESSAGE,
             {
                 "channel": message.channel,
-                "external_id": message.external_id,
-                "sender": message.sender,
+                "external_id": (
+                    None
+                    if message.external_id is None
+                    else fit(message.external_id, _EXTERNAL_ID_LENGTH)
+                ),
+                "sender": fit(message.sender, _SENDER_LENGTH),
                 "text": message.text,
                 "received_at": message.received_at,
                 "status": outcome.status.value,
                 "error_code": outcome.error.code if outcome.error else None,
-                "account": outcome.account,
+                "account": None
+                if outcome.account is None
+                else fit(outcome.account, _ACCOUNT_LENGTH),
                 "reply": outcome.reply,
                 "outcome": json.dumps(outcome.to_json(), ensure_ascii=False),
             },

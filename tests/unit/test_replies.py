@@ -818,8 +818,10 @@ def test_every_reply_fits_is_valid_xml_and_names_a_short_account(
 @pytest.mark.parametrize(
     ("sender", "masked"),
     [
-        ("+79121234567", "+7912***4567"),
-        ("89121234567", "89121***4567"),
+        ("+79121234567", "+7***4567"),  # the country code's first digit, the last four
+        ("89121234567", "***4567"),
+        ("+441632960961", "+4***0961"),
+        ("12345678", "***78"),  # a short id: its last two
         ("name@example.org", "n***@example.org"),
         ("ivan.petrov@mail.ru", "i***@mail.ru"),
         ("@example.org", "***@example.org"),

@@ -275,3 +275,26 @@ def test_masked_settings_show_decimals_plainly_for_the_log() -> None:
     masked = Settings.from_mapping({"outlier_factor": "2.5"}).masked()
     assert masked["outlier_factor"] == "2.5"
     assert masked["max_jump"] == {"electricity": "1000", "hot_water": "30", "cold_water": "30"}
+
+
+def test_database_timeout_defaults_to_five_seconds_and_is_read_from_the_environment() -> None:
+    assert Settings.from_mapping({}, {}).database_timeout == 5.0
+    assert Settings.from_mapping({}, {"GATEWAY_DATABASE_TIMEOUT": "1.5"}).database_timeout == 1.5
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_a_database_timeout_of_zero_or_below_stops_the_start(value: str) -> None:
+    with pytest.raises(SettingsError, match="database_timeout"):
+        Settings.from_mapping({}, {"GATEWAY_DATABASE_TIMEOUT": value})
+
+
+@pytest.mark.parametrize("code", ["7", "44", "380"])
+def test_default_country_code_takes_one_to_three_digits(code: str) -> None:
+    settings = Settings.from_mapping({"default_country_code": code}, {})
+    assert settings.default_country_code == code
+
+
+@pytest.mark.parametrize("code", ["", "+7", "0", "1234", "٧", "x"])
+def test_a_country_code_that_is_not_one_to_three_digits_stops_the_start(code: str) -> None:
+    with pytest.raises(SettingsError, match="default_country_code"):
+        Settings.from_mapping({}, {"GATEWAY_DEFAULT_COUNTRY_CODE": code})
