@@ -47,6 +47,9 @@ class Gateway:
             lease_seconds=s.relay_lease_seconds,
             backoff_base=s.relay_backoff_base,
             backoff_cap=s.relay_backoff_cap,
+            circuit_threshold=s.relay_circuit_threshold,
+            circuit_open_base=s.relay_circuit_open_base,
+            circuit_open_cap=s.relay_circuit_open_cap,
         )
         store = SqlOutboxStore(self.db)
         if not s.billing_url:

@@ -52,6 +52,11 @@ class Settings:
     relay_lease_seconds: float = 300.0
     relay_backoff_base: float = 1.0
     relay_backoff_cap: float = 300.0
+    # The circuit breaker in front of billing: this many "try again" answers in a row open
+    # it; it then waits from open_base doubling to open_cap seconds before one probe.
+    relay_circuit_threshold: int = 5
+    relay_circuit_open_base: float = 1.0
+    relay_circuit_open_cap: float = 10.0
     timezone: str = "Europe/Moscow"
     log_format: str = "auto"
     log_level: str = "info"
@@ -141,6 +146,10 @@ class Settings:
             )
         if settings.relay_backoff_cap < settings.relay_backoff_base:
             raise SettingsError("setting relay_backoff_cap must be at least relay_backoff_base")
+        if settings.relay_circuit_open_cap < settings.relay_circuit_open_base:
+            raise SettingsError(
+                "setting relay_circuit_open_cap must be at least relay_circuit_open_base"
+            )
         # A claimed batch is settled when all of it is done: its lease must outlast the
         # slowest batch, or a second relay could claim rows this one is still sending.
         rounds = -(-settings.relay_batch // settings.relay_concurrency)
@@ -177,6 +186,9 @@ _POSITIVE = (
     "relay_lease_seconds",
     "relay_backoff_base",
     "relay_backoff_cap",
+    "relay_circuit_threshold",
+    "relay_circuit_open_base",
+    "relay_circuit_open_cap",
     "rate_limit_per_minute",
     "max_body_bytes",
     "outlier_factor",

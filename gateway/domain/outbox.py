@@ -40,3 +40,6 @@ class Settled:
     detail: str
     # DELIVERED: when billing had it; RETRY: not before this time; FAILED: when refused.
     at: datetime
+    # False: claimed but never sent (the billing circuit opened first). Only the lease is
+    # given back: no attempt is charged, and the row's due time and last error stay.
+    sent: bool = True

@@ -52,6 +52,11 @@ _SETTLE = (
 )
 
 
+_RELEASE = (
+    t.outbox.update().where(_o.id.in_(bindparam("ids", expanding=True))).values(lease_until=None)
+)
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxStatus:
     pending: int
@@ -72,8 +77,8 @@ class SqlOutboxStore:
         return await self._db.run(lambda uow: _claim(uow.conn, now, due_by, limit, until))
 
     async def settle(self, results: Sequence[Settled]) -> None:
-        if not results:
-            return
+        """One transaction: the verdicts of sent rows, and the leases of rows claimed but
+        never sent given back untouched (no attempt charged, due time and error kept)."""
         rows = [
             {
                 "row_id": r.item.id,
@@ -84,8 +89,19 @@ class SqlOutboxStore:
                 "last_error": None if r.verdict is Verdict.DELIVERED else r.detail,
             }
             for r in results
+            if r.sent
         ]
-        await self._db.run(lambda uow: uow.conn.execute(_SETTLE, rows))
+        unsent = [r.item.id for r in results if not r.sent]
+        if not rows and not unsent:
+            return
+
+        def work(conn: Connection) -> None:
+            if rows:
+                conn.execute(_SETTLE, rows)
+            if unsent:
+                conn.execute(_RELEASE, {"ids": unsent})
+
+        await self._db.run(lambda uow: work(uow.conn))
 
     async def status(self, now: datetime) -> OutboxStatus:
         def read(conn: Connection) -> OutboxStatus:

@@ -12,12 +12,16 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+from sqlalchemy.engine import Connection
 
+from billing_bridge.delivery import OutboxRelay, RelayPolicy, RelayReport
+from billing_bridge.http_billing import HttpBilling
 from gateway.bootstrap import Gateway, gateway
 from gateway.domain.outbox import Settled, Verdict
 from gateway.settings import Settings
@@ -32,11 +36,13 @@ class FakeBilling:
     """Billing's readings API. ``script`` says how to answer the next requests:
     "500", "503", "429:<seconds>", "slow" (beyond the client timeout), "400", "hold"
     (record, then never answer); when empty: store the reading (201), or 409 for a key
-    it already has."""
+    it already has (noted in ``repeats``). While ``down``, every request gets 503."""
 
     script: list[str] = field(default_factory=list)
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     store: dict[str, dict[str, Any]] = field(default_factory=dict)
+    repeats: list[str] = field(default_factory=list)
+    down: bool = False
     url: str = ""
     # Called with each request's key before answering (a test's look at the gateway).
     on_request: Callable[[str], Awaitable[None]] | None = None
@@ -47,6 +53,8 @@ class FakeBilling:
         self.requests.append((key, body))
         if self.on_request is not None:
             await self.on_request(key)
+        if self.down:
+            return web.json_response({"error": "maintenance"}, status=503)
         step = self.script.pop(0) if self.script else "ok"
         if step in ("500", "503", "400"):
             return web.json_response({"error": step}, status=int(step))
@@ -57,6 +65,7 @@ class FakeBilling:
                 self.store[key] = body  # billing has it, but the answer never comes
             await asyncio.sleep(30)
         if key in self.store:
+            self.repeats.append(key)
             return web.json_response({"error": "duplicate"}, status=409)
         self.store[key] = body
         return web.json_response({"id": key}, status=201)
@@ -293,6 +302,27 @@ async def test_a_row_due_after_the_pass_began_waits_for_the_next_pass(
     assert len(await store.claim(clock(), 10, 60.0, due_by=clock())) == 1
 
 
+async def test_a_row_claimed_but_never_sent_is_given_back_untouched(
+    gw: Gateway, clock: Clock
+) -> None:
+    """The circuit opened before its turn: no attempt charged, due time and error kept."""
+    await send(gw, "1234567891 4600")
+    store = SqlOutboxStore(gw.db)
+    (item,) = await store.claim(clock(), 10, 60.0, due_by=clock())
+    await store.settle([Settled(item, Verdict.RETRY, "HTTP 503", clock())])
+    clock.advance(seconds=5)
+    (item,) = await store.claim(clock(), 10, 60.0, due_by=clock())
+    (before,) = await select_rows(gw.db, t.outbox)
+
+    await store.settle([Settled(item, Verdict.RETRY, "not sent", clock(), sent=False)])
+
+    (after,) = await select_rows(gw.db, t.outbox)
+    assert before["lease_until"] is not None
+    assert after == {**before, "lease_until": None}
+    assert (after["attempts"], after["last_error"]) == (1, "HTTP 503")
+    assert [i.id for i in await store.claim(clock(), 10, 60.0, due_by=clock())] == [item.id]
+
+
 async def test_a_relay_pass_holds_a_lease_on_every_row_while_billing_has_it_in_hand(
     billed: Gateway, clock: Clock, billing: FakeBilling
 ) -> None:
@@ -367,3 +397,126 @@ async def test_embedded_billing_takes_a_batch_and_answers_a_repeat_as_had(
     assert sorted(r["idempotency_key"] for r in held) == sorted(
         r["idempotency_key"] for r in await select_rows(gw.db, t.outbox)
     )
+
+
+async def queue_readings(gw: Gateway, count: int) -> list[str]:
+    """``count`` accepted readings of as many single-meter accounts, each with its outbox
+    row, written in one transaction (the intake would take a reading at a time); returns
+    their idempotency keys."""
+    now = START
+
+    def write(conn: Connection) -> list[str]:
+        accounts = [f"{7000000000 + i}" for i in range(count)]
+        conn.execute(t.accounts.insert(), [{"account": a, "debt": Decimal(0)} for a in accounts])
+        registers = (
+            conn.execute(
+                t.registers.insert().returning(t.registers.c.id, sort_by_parameter_order=True),
+                [
+                    {"account": a, "meter": f"M{a}", "service": "electricity", "zone": "single"}
+                    | {"digits": "6.1"}
+                    for a in accounts
+                ],
+            )
+            .scalars()
+            .all()
+        )
+        message = conn.execute(
+            t.messages.insert().returning(t.messages.c.id),
+            {
+                "channel": "sms",
+                "sender": "bench",
+                "text": "",
+                "received_at": now,
+                "status": "accepted",
+                "outcome": "{}",
+            },
+        ).scalar_one()
+        reading = {
+            "message_id": message,
+            "value": Decimal(1100),
+            "previous": Decimal(1000),
+            "consumption": Decimal(100),
+            "taken_at": now,
+            "taken_on": now.date(),
+            "period": "2026-11",
+            "status": "accepted",
+        }
+        readings = (
+            conn.execute(
+                t.readings.insert().returning(t.readings.c.id, sort_by_parameter_order=True),
+                [{"register_id": r, **reading} for r in registers],
+            )
+            .scalars()
+            .all()
+        )
+        keys = [f"reading-{r}" for r in readings]
+        conn.execute(
+            t.outbox.insert(),
+            [
+                {
+                    "reading_id": r,
+                    "register_id": register,
+                    "idempotency_key": key,
+                    "payload": json.dumps(
+                        {"reading_id": r, "kind": "reading", "account": a, "value": "1100"}
+                    ),
+                    "status": "pending",
+                    "attempts": 0,
+                    "created_at": now,
+                }
+                for r, register, key, a in zip(readings, registers, keys, accounts, strict=True)
+            ],
+        )
+        return keys
+
+    return await gw.db.run(lambda uow: write(uow.conn))
+
+
+@pytest.mark.parametrize("outage", ["503", "refused"])
+async def test_after_a_billing_outage_the_whole_backlog_goes_once_the_probe_gets_through(
+    settings: Settings, clock: Clock, outage: str
+) -> None:
+    """1,500 readings wait while billing is down for 40 s of relay passes, one every 2 s:
+    the first pass whose probe gets through delivers all of them, at most one circuit
+    wait plus one pass after billing is back; each reading reaches billing once, and the
+    outage cost a few attempts, not one back-off per row."""
+    interval, policy = 2.0, RelayPolicy()
+    fake = FakeBilling(down=True)
+    port = free_port()
+    runner = web.AppRunner(fake.app(), shutdown_timeout=0.1)
+    await runner.setup()
+    if outage == "503":
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+    client = HttpBilling(f"http://127.0.0.1:{port}", timeout=5.0)
+    try:
+        async with gateway(settings, clock) as gw:
+            keys = await queue_readings(gw, 1_500)
+            store = SqlOutboxStore(gw.db)
+            relay = OutboxRelay(store, client, clock, policy)
+            outage_ends = clock() + timedelta(seconds=40)
+            while clock() < outage_ends:
+                report = await relay.run_once()
+                assert report.delivered == 0
+                clock.advance(seconds=interval)
+            tried = sum(r["attempts"] for r in await select_rows(gw.db, t.outbox))
+
+            fake.down = False
+            if outage == "refused":
+                await web.TCPSite(runner, "127.0.0.1", port).start()
+            back, sent_before = clock(), len(fake.requests)
+            reports: list[RelayReport] = []
+            while (await store.status(clock())).pending:
+                assert len(reports) < 20, "the backlog did not drain"
+                reports.append(await relay.run_once())
+                clock.advance(seconds=interval)
+            drained = clock() - timedelta(seconds=interval)
+    finally:
+        await client.close()
+        await runner.cleanup()
+
+    assert tried <= policy.concurrency + 40 / interval  # one trip, then a probe a pass
+    assert [r.delivered for r in reports if r.delivered] == [1_500]
+    assert drained - back <= timedelta(seconds=policy.circuit_open_cap + interval)
+    assert sorted(fake.store) == sorted(keys)
+    assert fake.repeats == []
+    assert sorted(key for key, _ in fake.requests[sent_before:]) == sorted(keys)

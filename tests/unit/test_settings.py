@@ -298,3 +298,20 @@ def test_default_country_code_takes_one_to_three_digits(code: str) -> None:
 def test_a_country_code_that_is_not_one_to_three_digits_stops_the_start(code: str) -> None:
     with pytest.raises(SettingsError, match="default_country_code"):
         Settings.from_mapping({}, {"GATEWAY_DEFAULT_COUNTRY_CODE": code})
+
+
+def test_relay_circuit_settings_have_their_defaults_and_are_read_from_the_environment() -> None:
+    default = Settings.from_mapping({}, {})
+    assert (
+        default.relay_circuit_threshold,
+        default.relay_circuit_open_base,
+        default.relay_circuit_open_cap,
+    ) == (5, 1.0, 10.0)
+    env = {"GATEWAY_RELAY_CIRCUIT_THRESHOLD": "3", "GATEWAY_RELAY_CIRCUIT_OPEN_CAP": "30"}
+    s = Settings.from_mapping({}, env)
+    assert (s.relay_circuit_threshold, s.relay_circuit_open_cap) == (3, 30.0)
+
+
+def test_a_circuit_open_cap_below_its_base_stops_the_start() -> None:
+    with pytest.raises(SettingsError, match="relay_circuit_open_cap"):
+        Settings.from_mapping({"relay_circuit_open_base": 20, "relay_circuit_open_cap": 10}, {})
