@@ -14,12 +14,16 @@ from billing_bridge.delivery import OutboxRelay, RelayPolicy
 from billing_bridge.http_billing import HttpBilling
 from billing_bridge.remote_charge import RemoteCharge
 from channels.sms_twilio import TwilioRestSender, TwilioSmsChannel
+from gateway import renderers
 from gateway.app import build_app
 from gateway.intake import Clock, Intake
 from gateway.review import Review
 from gateway.settings import Settings
 from gateway.storage import Database
 from gateway.storage.outbox_store import EmbeddedBilling, SqlOutboxStore
+
+# Each channel's wording of an outcome (gateway.renderers); `gateway sms` is the SMS channel.
+RENDERERS = {"sms": renderers.sms}
 
 
 def utc_now() -> datetime:
@@ -108,7 +112,8 @@ async def gateway(
     )
     try:
         await db.create_schema()
-        yield Gateway(settings, db, Intake(db, settings, clock, quote), clock)
+        intake = Intake(db, settings, clock, quote, renderers=RENDERERS)
+        yield Gateway(settings, db, intake, clock)
     finally:
         if quote is not None:
             await quote.close()

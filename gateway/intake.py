@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
@@ -11,19 +11,34 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 
 from billing_bridge.charge import preliminary_charge
-from gateway import replies
 from gateway.domain import matching, rules
 from gateway.domain.errors import ErrorCode, StorageUnavailable
 from gateway.domain.inbound import admit
 from gateway.domain.model import Account, InboundMessage
-from gateway.domain.outcome import Charge, Outcome, OutcomeError, ReadingLine, Status
+from gateway.domain.outcome import (
+    Confirmed,
+    Failed,
+    HeldForReview,
+    LastReadings,
+    NeedsHelp,
+    Outcome,
+    OutcomeError,
+    OutsideWindow,
+    ReadingLine,
+    Reason,
+    Refused,
+    Status,
+    Unanswered,
+    UnknownAccount,
+    Unreadable,
+)
 from gateway.domain.periods import WindowPolicy, place
-from gateway.domain.ports import ChargeQuote
+from gateway.domain.ports import ChargeQuote, Renderer
 from gateway.domain.privacy import mask_sender
 from gateway.settings import Settings
 from gateway.storage import Database, UnitOfWork
 from gateway.storage.database import NewReading
-from parsers import HELP_TEXT, Command, ParseError, Submission, parse_message
+from parsers import Command, ParseError, Submission, parse_message
 
 log = structlog.get_logger("gateway.intake")
 
@@ -39,13 +54,13 @@ class _Decision:
     taken_on: date | None = None
     period: str | None = None
     held: bool = False
-    # For a confirmation: the reply for another charge (billing's own), and its date.
-    rerender: Callable[[Charge], str] | None = None
+    # For a confirmation: the date of its charge (billing's own charge may replace ours).
     charge_on: date | None = None
 
 
 @dataclass
 class _Handled:
+    channel: str
     outcome: Outcome
     message_id: int | None = None  # None: answered from an earlier delivery
     decision: _Decision | None = None
@@ -55,7 +70,10 @@ class Intake:
     """Record, parse, match, validate, store and charge one message, in one transaction.
 
     The transaction logic is synchronous (see :class:`gateway.storage.Database`); only the
-    hop into it is awaited."""
+    hop into it is awaited. It decides; it does not word: every outcome carries a typed
+    :data:`~gateway.domain.outcome.Reason`, and the renderer of the message's channel
+    (bound in ``bootstrap``) words it once the charge is final — at the end of the unit of
+    work with the local charge, and again when billing's own charge replaces it."""
 
     def __init__(
         self,
@@ -63,11 +81,14 @@ class Intake:
         settings: Settings,
         clock: Clock,
         quote: ChargeQuote | None = None,
+        *,
+        renderers: Mapping[str, Renderer],
     ) -> None:
         self._db = db
         self._settings = settings
         self._clock = clock
         self._quote = quote
+        self._renderers = renderers
 
     async def __call__(self, message: InboundMessage) -> Outcome:
         """Handle one message; it is stored with its outcome before this returns.
@@ -94,7 +115,7 @@ class Intake:
             log.exception(
                 "message_failed", channel=message.channel, sender=mask_sender(message.sender)
             )
-            outcome = _rejected(None, ErrorCode.INTERNAL, replies.INTERNAL_ERROR)
+            outcome = self._worded(message.channel, _rejected(None, ErrorCode.INTERNAL, Failed()))
             await self._record_failure(message, outcome)
         log.info(
             "message_handled",
@@ -132,13 +153,13 @@ class Intake:
         """Billing's own charge instead of ours when it answers in time; the stored outcome
         is updated before the reply goes out. The database is not held while waiting."""
         decision, outcome = handled.decision, handled.outcome
-        if self._quote is None or decision is None or decision.rerender is None:
+        if self._quote is None or decision is None or decision.charge_on is None:
             return outcome
-        assert decision.charge_on is not None and outcome.account is not None
+        assert outcome.account is not None
         charge = await self._quote(outcome.account, outcome.readings, decision.charge_on)
         if charge is None:
             return outcome
-        quoted = replace(outcome, charge=charge, reply=decision.rerender(charge))
+        quoted = self._worded(handled.channel, replace(outcome, charge=charge))
         message_id = handled.message_id
         assert message_id is not None
         try:
@@ -154,13 +175,16 @@ class Intake:
         if message.external_id is not None:
             stored = uow.find_message(message.channel, message.external_id)
             if stored is not None:
-                return _Handled(Outcome.from_json(stored.outcome))
+                return _Handled(message.channel, Outcome.from_json(stored.outcome))
         if message.sender:
             uow.lock_sender(message.channel, message.sender)
         if message.sender and self._is_rate_limited(uow, message):
-            decision = _Decision(_rejected(None, ErrorCode.RATE_LIMITED, None))
+            decision = _Decision(_rejected(None, ErrorCode.RATE_LIMITED, Unanswered()))
         else:
             decision = self._evaluate(uow, message, parsed)
+        # The charge is final here unless billing's own replaces it: word it now, so the
+        # audit row holds the reply that goes out.
+        decision.outcome = self._worded(message.channel, decision.outcome)
         message_id = uow.record_message(message, decision.outcome)
         if decision.readings:
             assert decision.taken_on is not None and decision.period is not None
@@ -172,7 +196,15 @@ class Intake:
                 decision.period,
                 held=decision.held,
             )
-        return _Handled(decision.outcome, message_id, decision)
+        return _Handled(message.channel, decision.outcome, message_id, decision)
+
+    def _worded(self, channel: str, outcome: Outcome) -> Outcome:
+        """``outcome`` with its reply in ``channel``'s words (the error's message too)."""
+        reply = self._renderers[channel](outcome)
+        error = outcome.error
+        if error is not None:
+            error = replace(error, message=reply or error.code)
+        return replace(outcome, reply=reply, error=error)
 
     def _is_rate_limited(self, uow: UnitOfWork, message: InboundMessage) -> bool:
         since = message.received_at - timedelta(minutes=1)
@@ -189,15 +221,14 @@ class Intake:
         placement = place(today, settings.window)
         account = uow.load_account(parsed.account, placement.period, lock=True)
         if account is None:
-            reply = replies.unknown_account(parsed.account)
-            return _Decision(_rejected(parsed.account, ErrorCode.UNKNOWN_ACCOUNT, reply))
+            unknown = UnknownAccount(parsed.account)
+            return _Decision(_rejected(parsed.account, ErrorCode.UNKNOWN_ACCOUNT, unknown))
         if not placement.inside and settings.window.policy is WindowPolicy.REJECT:
-            reply = replies.outside_window(account.number, settings.window, placement.opens)
-            return _Decision(_rejected(account.number, ErrorCode.OUTSIDE_WINDOW, reply))
+            outside = OutsideWindow(account.number, settings.window, placement.opens)
+            return _Decision(_rejected(account.number, ErrorCode.OUTSIDE_WINDOW, outside))
         pairs = matching.assign(account, parsed.items)
         if isinstance(pairs, rules.Rejection):
-            reply = replies.rejected(account, pairs, today)
-            return _Decision(_rejected(account.number, pairs.code, reply))
+            return _Decision(_refused(account, pairs, today))
         if rules.is_duplicate(pairs):
             # The same confirmation as when these values were first received.
             repeated = [rules.repeat_of_current(r) for r, _ in pairs]
@@ -205,11 +236,10 @@ class Intake:
                 return _Decision(_held(account.number, repeated))
             on = repeated_on(repeated, today)
             outcome = self._confirm(uow, account, repeated, on, Status.DUPLICATE)
-            return _Decision(outcome, rerender=_rerender(outcome), charge_on=on)
+            return _Decision(outcome, charge_on=on)
         result = rules.check(pairs, today=today, max_jump=settings.max_jump)
         if isinstance(result, rules.Rejection):
-            reply = replies.rejected(account, result, today)
-            return _Decision(_rejected(account.number, result.code, reply))
+            return _Decision(_refused(account, result, today))
         new = [
             NewReading(
                 c.register,
@@ -230,14 +260,12 @@ class Intake:
         )
         if held:
             return _Decision(_held(account.number, result), new, today, placement.period, True)
-        outcome = self._confirm(uow, account, result, today, Status.ACCEPTED)
         corrected = any(c.register.current is not None for c in result)
         # Accepted outside the window: the reply names the period it counts for.
         period = None if placement.inside else placement.period
-        rerender = _rerender(outcome, corrected=corrected, period=period)
-        assert outcome.charge is not None
-        outcome = replace(outcome, reply=rerender(outcome.charge))
-        return _Decision(outcome, new, today, placement.period, rerender=rerender, charge_on=today)
+        confirmed = Confirmed(account.number, corrected=corrected, period=period)
+        outcome = self._confirm(uow, account, result, today, Status.ACCEPTED, confirmed)
+        return _Decision(outcome, new, today, placement.period, charge_on=today)
 
     def _unreadable(self, uow: UnitOfWork, message: InboundMessage, err: ParseError) -> Outcome:
         """Text that is not readings: the help once a day for chatter, else the problem and
@@ -247,25 +275,23 @@ class Intake:
             helped = uow.count_recent(
                 message.channel, message.sender, since, error_code=ErrorCode.NOT_READINGS
             )
-            reply = None if message.sender and helped else replies.safe(err.message)
-            return _rejected(None, ErrorCode.NOT_READINGS, reply)
+            reason: Reason = Unanswered() if message.sender and helped else NeedsHelp()
+            return _rejected(None, ErrorCode.NOT_READINGS, reason)
         account = uow.load_account(err.account) if err.account else None
         if account is None:
-            return _rejected(err.account, ErrorCode.UNPARSEABLE, replies.safe(err.message))
-        problem = err.message.split(". ", 1)[0]
-        reply = replies.unparseable(account, problem)
-        return _rejected(account.number, ErrorCode.UNPARSEABLE, reply)
+            return _rejected(err.account, ErrorCode.UNPARSEABLE, Unreadable(err.message))
+        return _rejected(account.number, ErrorCode.UNPARSEABLE, Unreadable(err.message, account))
 
     def _command(self, uow: UnitOfWork, command: Command, today: date) -> Outcome:
         if command.kind == "help":
-            return Outcome(Status.ANSWERED, None, HELP_TEXT)
+            return Outcome(Status.ANSWERED, None, None, reason=NeedsHelp())
         assert command.account is not None
         account = uow.load_account(command.account)
         if account is None:
-            reply = replies.unknown_account(command.account)
-            return _rejected(command.account, ErrorCode.UNKNOWN_ACCOUNT, reply)
-        reply = replies.last_readings(account, uow.load_tariffs(), today)
-        return Outcome(Status.ANSWERED, account.number, reply)
+            unknown = UnknownAccount(command.account)
+            return _rejected(command.account, ErrorCode.UNKNOWN_ACCOUNT, unknown)
+        last = LastReadings(account, tuple(uow.load_tariffs()), today)
+        return Outcome(Status.ANSWERED, account.number, None, reason=last)
 
     def _confirm(
         self,
@@ -274,15 +300,17 @@ class Intake:
         checked: list[rules.Checked],
         on: date,
         status: Status,
+        confirmed: Confirmed | None = None,
     ) -> Outcome:
         lines = _reading_lines(checked)
         charge = preliminary_charge(lines, uow.load_tariffs(), account.debt, on)
         return Outcome(
             status=status,
             account=account.number,
-            reply=replies.accepted(account.number, lines, charge),
+            reply=None,
             readings=lines,
             charge=charge,
+            reason=confirmed or Confirmed(account.number),
         )
 
 
@@ -322,22 +350,11 @@ def repeated_on(checked: list[rules.Checked], default: date) -> date:
     return max(dates, default=default)
 
 
-def _rerender(
-    outcome: Outcome, *, corrected: bool = False, period: str | None = None
-) -> Callable[[Charge], str]:
-    """The confirmation text of ``outcome`` for a given charge."""
-    account = outcome.account
-    assert account is not None
-    return lambda charge: replies.accepted(
-        account, outcome.readings, charge, corrected=corrected, period=period
-    )
-
-
 def _held(account: str, checked: Sequence[rules.Checked]) -> Outcome:
     """Accepted for checking: stored, neither charged nor forwarded until an operator
     decides."""
     lines = _reading_lines(checked)
-    return Outcome(Status.HELD, account, replies.held_for_review(account), readings=lines)
+    return Outcome(Status.HELD, account, None, readings=lines, reason=HeldForReview(account))
 
 
 def _reading_lines(checked: Sequence[rules.Checked]) -> tuple[ReadingLine, ...]:
@@ -354,10 +371,16 @@ def _reading_lines(checked: Sequence[rules.Checked]) -> tuple[ReadingLine, ...]:
     )
 
 
-def _rejected(account: str | None, code: ErrorCode, reply: str | None) -> Outcome:
+def _rejected(account: str | None, code: ErrorCode, reason: Reason) -> Outcome:
+    """A rejection, to be worded (its error message is the reply, or the code)."""
     return Outcome(
         status=Status.REJECTED,
         account=account,
-        reply=reply,
-        error=OutcomeError(code.value, reply or code.value),
+        reply=None,
+        error=OutcomeError(code.value, code.value),
+        reason=reason,
     )
+
+
+def _refused(account: Account, rejection: rules.Rejection, today: date) -> Outcome:
+    return _rejected(account.number, rejection.code, Refused(account, rejection, today))

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
+
+from gateway.domain.model import Account, Tariff
+from gateway.domain.periods import Window
+from gateway.domain.rules import Rejection
 
 
 class Status(StrEnum):
@@ -75,14 +80,102 @@ class OutcomeError:
     message: str
 
 
+# ----- why: what a renderer needs to word an outcome, in any channel's medium -----------
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """Readings accepted (or the same ones again): a correction says so; one counted
+    outside the acceptance window names its ``period`` (``YYYY-MM``)."""
+
+    account: str
+    corrected: bool = False
+    period: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeldForReview:
+    account: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A rule or the matching of values to registers refused the readings."""
+
+    account: Account
+    rejection: Rejection
+    today: date
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownAccount:
+    number: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutsideWindow:
+    account: str
+    window: Window
+    opens: date
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """The text is not readings. ``problem`` is the parser's own wording of it;
+    ``account`` the sender's account when the text starts with a known one."""
+
+    problem: str
+    account: Account | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NeedsHelp:
+    """No digit at all (chatter), or the help command: the formats."""
+
+
+@dataclass(frozen=True, slots=True)
+class LastReadings:
+    account: Account
+    tariffs: tuple[Tariff, ...]
+    today: date
+
+
+@dataclass(frozen=True, slots=True)
+class Unanswered:
+    """Nothing is said back (rate limited, or chatter already helped today)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """Handling failed unexpectedly; the message was recorded."""
+
+
+Reason = (
+    Confirmed
+    | HeldForReview
+    | Refused
+    | UnknownAccount
+    | OutsideWindow
+    | Unreadable
+    | NeedsHelp
+    | LastReadings
+    | Unanswered
+    | Failed
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """What became of a message. ``reason`` is what a channel's renderer words the reply
+    from (it is not part of the JSON: a stored outcome keeps the reply it was given)."""
+
     status: Status
     account: str | None
     reply: str | None
     error: OutcomeError | None = None
     readings: tuple[ReadingLine, ...] = field(default=())
     charge: Charge | None = None
+    reason: Reason | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {

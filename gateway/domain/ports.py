@@ -18,6 +18,13 @@ class OnInbound(Protocol):
     async def __call__(self, message: InboundMessage) -> Outcome: ...
 
 
+class Renderer(Protocol):
+    """A channel's wording of an outcome (``outcome.reason``, its readings and final
+    charge): the reply that channel sends, or None for no reply."""
+
+    def __call__(self, outcome: Outcome) -> str | None: ...
+
+
 class Notifier(Protocol):
     """Sends a message to a sender on the channel they wrote from. Returns False (and logs
     why) when that channel cannot send on its own initiative or the send failed."""

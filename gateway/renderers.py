@@ -1,0 +1,63 @@
+"""Each channel's wording of an outcome. The intake decides and hands over a typed reason;
+a renderer, bound per channel in ``bootstrap``, turns it into that channel's reply.
+
+``sms``: the Russian texts of :mod:`gateway.replies`, each within two UCS-2 segments.
+"""
+
+from __future__ import annotations
+
+from gateway import replies
+from gateway.domain.outcome import (
+    Confirmed,
+    Failed,
+    HeldForReview,
+    LastReadings,
+    NeedsHelp,
+    Outcome,
+    OutsideWindow,
+    Refused,
+    Unanswered,
+    UnknownAccount,
+    Unreadable,
+)
+from parsers import HELP_TEXT
+
+
+def sms(outcome: Outcome) -> str | None:
+    """The SMS reply to ``outcome``; an outcome without a reason (one stored earlier and
+    answered again) keeps the reply it was given."""
+    reason = outcome.reason
+    if reason is None:
+        return outcome.reply
+    if isinstance(reason, Confirmed):
+        assert outcome.charge is not None, "a confirmation is worded with its charge"
+        return replies.accepted(
+            reason.account,
+            outcome.readings,
+            outcome.charge,
+            corrected=reason.corrected,
+            period=reason.period,
+        )
+    if isinstance(reason, HeldForReview):
+        return replies.held_for_review(reason.account)
+    if isinstance(reason, Refused):
+        return replies.rejected(reason.account, reason.rejection, reason.today)
+    if isinstance(reason, UnknownAccount):
+        return replies.unknown_account(reason.number)
+    if isinstance(reason, OutsideWindow):
+        return replies.outside_window(reason.account, reason.window, reason.opens)
+    if isinstance(reason, Unreadable):
+        if reason.account is None:
+            return replies.safe(reason.problem)
+        # The parser's wording is "Problem. Format hint": the account's own format
+        # replaces its generic hint.
+        problem = reason.problem.split(". ", 1)[0]
+        return replies.unparseable(reason.account, problem)
+    if isinstance(reason, NeedsHelp):
+        return HELP_TEXT
+    if isinstance(reason, LastReadings):
+        return replies.last_readings(reason.account, reason.tariffs, reason.today)
+    if isinstance(reason, Unanswered):
+        return None
+    assert isinstance(reason, Failed)
+    return replies.INTERNAL_ERROR
