@@ -23,7 +23,9 @@ from gateway.storage import Database
 from gateway.storage.outbox_store import EmbeddedBilling, SqlOutboxStore
 
 # Each channel's wording of an outcome (gateway.renderers); `gateway sms` is the SMS channel.
-RENDERERS = {"sms": renderers.sms}
+# Elders' lists (`gateway list`, the email channel) are worded as SMS texts per line until
+# the email channel renders its report.
+RENDERERS = {"sms": renderers.sms, "email": renderers.sms}
 
 
 def utc_now() -> datetime:

@@ -121,7 +121,8 @@ async def _import(gw: Gateway, args: argparse.Namespace) -> int:
         if not path.exists():
             print(f"gateway import: {path}: no such file", file=sys.stderr)
             return 2
-        reports.append(await import_file(gw.db, kind, path, progress))
+        country = gw.settings.default_country_code
+        reports.append(await import_file(gw.db, kind, path, progress, country_code=country))
         if tty:
             print(file=sys.stderr)
     for report in reports:

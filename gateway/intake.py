@@ -12,15 +12,18 @@ from sqlalchemy.exc import IntegrityError
 
 from billing_bridge.charge import preliminary_charge
 from gateway.domain import matching, rules
+from gateway.domain.authorization import ChannelAuthorization
 from gateway.domain.errors import ErrorCode, StorageUnavailable
-from gateway.domain.inbound import admit
+from gateway.domain.inbound import SMS_CHANNELS, admit
 from gateway.domain.model import Account, InboundMessage
 from gateway.domain.outcome import (
+    AccountRequired,
     Confirmed,
     Failed,
     HeldForReview,
     LastReadings,
     NeedsHelp,
+    NotAuthorized,
     Outcome,
     OutcomeError,
     OutsideWindow,
@@ -33,7 +36,7 @@ from gateway.domain.outcome import (
     Unreadable,
 )
 from gateway.domain.periods import WindowPolicy, place
-from gateway.domain.ports import ChargeQuote, Renderer
+from gateway.domain.ports import Authorizer, ChargeQuote, Renderer
 from gateway.domain.privacy import mask_sender
 from gateway.settings import Settings
 from gateway.storage import Database, UnitOfWork
@@ -83,12 +86,14 @@ class Intake:
         quote: ChargeQuote | None = None,
         *,
         renderers: Mapping[str, Renderer],
+        authorizer: Authorizer | None = None,
     ) -> None:
         self._db = db
         self._settings = settings
         self._clock = clock
         self._quote = quote
         self._renderers = renderers
+        self._authorizer = authorizer or ChannelAuthorization()
 
     async def __call__(self, message: InboundMessage) -> Outcome:
         """Handle one message; it is stored with its outcome before this returns.
@@ -99,7 +104,7 @@ class Intake:
         message = admit(message, self._settings.default_country_code)
         # Parsing needs no database: it is done before the transaction, so no row or
         # lock is held while it runs, and a long text is parsed off the event loop.
-        parsed = await _parse(message.text)
+        parsed = await _read(message.text, omissible=message.channel in SMS_CHANNELS)
         try:
             try:
                 handled = await self._db.run(lambda uow: self._handle(uow, message, parsed))
@@ -171,7 +176,7 @@ class Intake:
             return outcome
         return quoted
 
-    def _handle(self, uow: UnitOfWork, message: InboundMessage, parsed: Parsed) -> _Handled:
+    def _handle(self, uow: UnitOfWork, message: InboundMessage, parsed: _Read) -> _Handled:
         if message.external_id is not None:
             stored = uow.find_message(message.channel, message.external_id)
             if stored is not None:
@@ -211,18 +216,33 @@ class Intake:
         recent = uow.count_recent(message.channel, message.sender, since)
         return recent >= self._settings.rate_limit_per_minute
 
-    def _evaluate(self, uow: UnitOfWork, message: InboundMessage, parsed: Parsed) -> _Decision:
+    def _evaluate(self, uow: UnitOfWork, message: InboundMessage, read: _Read) -> _Decision:
         settings = self._settings
         today = message.received_at.astimezone(settings.zone).date()
+        parsed = read.first
+        if isinstance(parsed, Command):
+            return _Decision(self._command(uow, message, parsed, today))
+        placement = place(today, settings.window)
+        account = None
+        if isinstance(parsed, Submission):
+            account = uow.load_account(parsed.account, placement.period, lock=True)
+        if account is None and read.without_account is not None:
+            # Perhaps the number was left out: the sender's own account, by its phone.
+            implied = self._authorizer.implied_accounts(uow, message.origin)
+            if len(implied) > 1:
+                required = AccountRequired(tuple(implied))
+                return _Decision(_rejected(None, ErrorCode.ACCOUNT_REQUIRED, required))
+            if implied:
+                parsed = Submission(implied[0], read.without_account.items)
+                account = uow.load_account(parsed.account, placement.period, lock=True)
         if isinstance(parsed, ParseError):
             return _Decision(self._unreadable(uow, message, parsed))
-        if isinstance(parsed, Command):
-            return _Decision(self._command(uow, parsed, today))
-        placement = place(today, settings.window)
-        account = uow.load_account(parsed.account, placement.period, lock=True)
         if account is None:
             unknown = UnknownAccount(parsed.account)
             return _Decision(_rejected(parsed.account, ErrorCode.UNKNOWN_ACCOUNT, unknown))
+        if not self._authorizer.scope(uow, message.origin).permits(account):
+            refused = NotAuthorized(account.number, message.channel)
+            return _Decision(_rejected(account.number, ErrorCode.NOT_AUTHORIZED, refused))
         if not placement.inside and settings.window.policy is WindowPolicy.REJECT:
             outside = OutsideWindow(account.number, settings.window, placement.opens)
             return _Decision(_rejected(account.number, ErrorCode.OUTSIDE_WINDOW, outside))
@@ -282,7 +302,9 @@ class Intake:
             return _rejected(err.account, ErrorCode.UNPARSEABLE, Unreadable(err.message))
         return _rejected(account.number, ErrorCode.UNPARSEABLE, Unreadable(err.message, account))
 
-    def _command(self, uow: UnitOfWork, command: Command, today: date) -> Outcome:
+    def _command(
+        self, uow: UnitOfWork, message: InboundMessage, command: Command, today: date
+    ) -> Outcome:
         if command.kind == "help":
             return Outcome(Status.ANSWERED, None, None, reason=NeedsHelp())
         assert command.account is not None
@@ -290,6 +312,9 @@ class Intake:
         if account is None:
             unknown = UnknownAccount(command.account)
             return _rejected(command.account, ErrorCode.UNKNOWN_ACCOUNT, unknown)
+        if not self._authorizer.scope(uow, message.origin).permits(account):
+            refused = NotAuthorized(account.number, message.channel)
+            return _rejected(account.number, ErrorCode.NOT_AUTHORIZED, refused)
         last = LastReadings(account, tuple(uow.load_tariffs()), today)
         return Outcome(Status.ANSWERED, account.number, None, reason=last)
 
@@ -321,10 +346,37 @@ Parsed = Submission | Command | ParseError
 _INLINE_PARSE_CHARS = 160
 
 
-async def _parse(text: str) -> Parsed:
+# An account number is at least this long: a shorter first number, or a text that does
+# not parse, may be a message whose sender left the account number out.
+_ACCOUNT_DIGITS = 6
+_NO_ACCOUNT = "0"
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """The text as parsed, and — when the sender may have left the account number out —
+    its values read as if it had been written (under a placeholder account)."""
+
+    first: Parsed
+    without_account: Submission | None = None
+
+
+async def _read(text: str, *, omissible: bool) -> _Read:
     if len(text) <= _INLINE_PARSE_CHARS:
-        return _parse_now(text)
-    return await asyncio.to_thread(_parse_now, text)
+        return _read_now(text, omissible)
+    return await asyncio.to_thread(_read_now, text, omissible)
+
+
+def _read_now(text: str, omissible: bool) -> _Read:
+    first = _parse_now(text)
+    if not omissible or isinstance(first, Command):
+        return _Read(first)
+    if isinstance(first, Submission) and len(first.account) >= _ACCOUNT_DIGITS:
+        return _Read(first)
+    second = _parse_now(f"{_NO_ACCOUNT} {text}")
+    if isinstance(second, Submission) and second.account == _NO_ACCOUNT:
+        return _Read(first, second)
+    return _Read(first)
 
 
 def _parse_now(text: str) -> Parsed:

@@ -41,6 +41,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from gateway.domain.inbound import e164
 from gateway.domain.model import Capacity, Service, Zone
 from gateway.storage import Database, UnitOfWork
 from gateway.storage import tables as t
@@ -623,9 +624,16 @@ Progress = Callable[[str, int], None]
 
 
 async def import_file(
-    db: Database, kind: str, path: Path, progress: Progress | None = None
+    db: Database,
+    kind: str,
+    path: Path,
+    progress: Progress | None = None,
+    *,
+    country_code: str = "7",
 ) -> FileReport:
-    """Validate and upsert one registry file; returns what changed and what was rejected."""
+    """Validate and upsert one registry file; returns what changed and what was rejected.
+    An account's phone is stored in E.164 (``country_code`` for numbers written without
+    one), the form SMS senders are keyed in."""
     convert, table, key = _KINDS[kind]
     columns = _COLUMNS[kind]
     report = FileReport(kind, str(path))
@@ -658,6 +666,8 @@ async def import_file(
             if missing:
                 raise RowError(f"missing {', '.join(missing)}")
             row = convert(raw)
+            if "phone" in row:
+                row["phone"] = e164(row["phone"], country_code)
             columns.check(row)
         except RowError as exc:
             report.errors.append(f"{path}:{line}: {exc}")

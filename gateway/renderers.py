@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from gateway import replies
 from gateway.domain.outcome import (
+    AccountRequired,
     Confirmed,
     Failed,
     HeldForReview,
     LastReadings,
     NeedsHelp,
+    NotAuthorized,
     Outcome,
     OutsideWindow,
     Refused,
@@ -53,6 +55,10 @@ def sms(outcome: Outcome) -> str | None:
         # replaces its generic hint.
         problem = reason.problem.split(". ", 1)[0]
         return replies.unparseable(reason.account, problem)
+    if isinstance(reason, NotAuthorized):
+        return replies.not_authorized(reason.account, reason.channel)
+    if isinstance(reason, AccountRequired):
+        return replies.account_required(reason.accounts)
     if isinstance(reason, NeedsHelp):
         return HELP_TEXT
     if isinstance(reason, LastReadings):

@@ -367,3 +367,29 @@ def _plural(count: int) -> str:
     if 2 <= count % 10 <= 4 and not 12 <= count % 100 <= 14:
         return "показания"
     return "показаний"
+
+
+def not_authorized(account: str, channel: str) -> str:
+    """The sender may not act on this account: how to get access on that channel."""
+    head = f"ЛС {_account(account)}: нет доступа к этому ЛС."
+    if channel == "email":
+        how = (
+            "Показания по нему передаёт старший по его дому; "
+            "чтобы добавить дом, обратитесь к поставщику."
+        )
+    else:
+        how = "Сначала привяжите ЛС к этому каналу."
+    return _fit(f"{head} {how}", head)
+
+
+def account_required(accounts: Sequence[str]) -> str:
+    """The number was left out and the phone belongs to several accounts: name them
+    (as many as fit) and ask for the number."""
+    shown = [_account(a) for a in accounts[:10]]
+    ask = f"Укажите номер ЛС перед показаниями, напр. {shown[0]} 12345."
+    head = "С вашего номера зарегистрированы ЛС"
+    listed = [
+        f"{head} {', '.join(shown[:k])}{'.' if k == len(accounts) else ' и др.'} {ask}"
+        for k in range(len(shown), 0, -1)
+    ]
+    return _fit(*listed, ask)

@@ -19,6 +19,9 @@ class ErrorCode(StrEnum):
     UNKNOWN_METER = "unknown_meter"
     AMBIGUOUS_LABEL = "ambiguous_label"
     NOT_READINGS = "not_readings"
+    # The account number was left out and the sender's phone is the registry phone of
+    # several accounts: which one?
+    ACCOUNT_REQUIRED = "account_required"
     INTERNAL = "internal"
 
 

@@ -124,6 +124,9 @@ class Account:
     debt: Decimal
     registers: tuple[Register, ...]
     residents: int | None = None
+    # Who may act on it: an elder by its building; an SMS sender by its registry phone.
+    building: str = ""
+    phone: str = ""
 
     @property
     def ordered_registers(self) -> tuple[Register, ...]:
@@ -141,6 +144,15 @@ class Tariff:
 
 
 @dataclass(frozen=True, slots=True)
+class Sender:
+    """Who is acting: a channel and the sender's address on it (an E.164 phone for SMS,
+    an email address for an elder, a chat id for Telegram)."""
+
+    channel: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
 class InboundMessage:
     """What every channel turns a provider's payload into."""
 
@@ -149,3 +161,7 @@ class InboundMessage:
     text: str
     received_at: datetime
     external_id: str | None = None
+
+    @property
+    def origin(self) -> Sender:
+        return Sender(self.channel, self.sender)

@@ -129,6 +129,21 @@ class Unreadable:
 
 
 @dataclass(frozen=True, slots=True)
+class NotAuthorized:
+    """The sender may not act on this account (``channel`` says how access is had)."""
+
+    account: str
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRequired:
+    """The number was left out and the sender's phone belongs to several accounts."""
+
+    accounts: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class NeedsHelp:
     """No digit at all (chatter), or the help command: the formats."""
 
@@ -157,6 +172,8 @@ Reason = (
     | UnknownAccount
     | OutsideWindow
     | Unreadable
+    | NotAuthorized
+    | AccountRequired
     | NeedsHelp
     | LastReadings
     | Unanswered

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Protocol, runtime_checkable
 
-from gateway.domain.model import InboundMessage
+from gateway.domain.authorization import Directory, Scope
+from gateway.domain.model import InboundMessage, Sender
 from gateway.domain.outbox import Delivery, OutboxItem, Settled
 from gateway.domain.outcome import Charge, Outcome, ReadingLine
 
@@ -16,6 +17,15 @@ class OnInbound(Protocol):
     before this returns. Channels call this and only render ``outcome.reply``."""
 
     async def __call__(self, message: InboundMessage) -> Outcome: ...
+
+
+class Authorizer(Protocol):
+    """What a sender may act on, and which accounts a sender may mean without naming one
+    (see :mod:`gateway.domain.authorization`)."""
+
+    def scope(self, directory: Directory, sender: Sender) -> Scope: ...
+
+    def implied_accounts(self, directory: Directory, sender: Sender) -> list[str]: ...
 
 
 class Renderer(Protocol):

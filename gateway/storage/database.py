@@ -135,6 +135,8 @@ _ACCOUNT_WITH_REGISTERS = (
         t.accounts.c.account.label("number"),
         t.accounts.c.debt,
         t.accounts.c.residents,
+        t.accounts.c.building,
+        t.accounts.c.phone,
         _reg.id,
         _reg.meter,
         _reg.service,
@@ -219,6 +221,12 @@ _TARIFFS = select(
     t.tariffs.c.valid_from,
     t.tariffs.c.normative,
 )
+_ACCOUNTS_BY_PHONE = (
+    select(t.accounts.c.account)
+    .where(t.accounts.c.phone == bindparam("phone"), t.accounts.c.phone != "")
+    .order_by(t.accounts.c.account)
+)
+_ELDER_BUILDINGS = select(t.elders.c.building).where(t.elders.c.email == bindparam("email"))
 _LOCK_SENDER = select(func.pg_advisory_xact_lock(bindparam("key")))
 _INSERT_READINGS = t.readings.insert().returning(_r.id, sort_by_parameter_order=True)
 _INSERT_OUTBOX = t.outbox.insert()
@@ -637,7 +645,23 @@ class UnitOfWork:
                     current=current,
                 )
             )
-        return Account(rows[0].number, rows[0].debt, tuple(registers), rows[0].residents)
+        first = rows[0]
+        return Account(
+            first.number,
+            first.debt,
+            tuple(registers),
+            first.residents,
+            building=first.building,
+            phone=first.phone,
+        )
+
+    def accounts_by_phone(self, phone: str) -> list[str]:
+        """The accounts whose registry phone is ``phone`` (E.164), in number order."""
+        return list(self.conn.scalars(_ACCOUNTS_BY_PHONE, {"phone": phone}))
+
+    def elder_buildings(self, email: str) -> frozenset[str]:
+        """The buildings assigned to the elder with this email address."""
+        return frozenset(self.conn.scalars(_ELDER_BUILDINGS, {"email": email.lower()}))
 
     def history_totals(
         self, register_ids: Sequence[int], period: str

@@ -6,11 +6,14 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway import renderers, replies
 from gateway.domain.errors import ErrorCode
 from gateway.domain.model import Service, Tariff, Zone
 from gateway.domain.outcome import (
+    AccountRequired,
     Charge,
     ChargeLine,
     Confirmed,
@@ -18,6 +21,7 @@ from gateway.domain.outcome import (
     HeldForReview,
     LastReadings,
     NeedsHelp,
+    NotAuthorized,
     Outcome,
     OutsideWindow,
     ReadingLine,
@@ -115,3 +119,26 @@ def test_an_outcome_stored_earlier_keeps_its_reply() -> None:
     stored = Outcome(Status.ACCEPTED, "1234567890", "the reply sent then")
 
     assert renderers.sms(stored) == "the reply sent then"
+
+
+def test_not_authorized_and_account_required_are_worded_by_their_builders() -> None:
+    refused = outcome(NotAuthorized("0012345678", "email"))
+    required = outcome(AccountRequired(("1234567890", "1234567892")))
+
+    assert renderers.sms(refused) == replies.not_authorized("0012345678", "email")
+    assert renderers.sms(required) == replies.account_required(["1234567890", "1234567892"])
+
+
+@given(
+    accounts=st.lists(st.text(min_size=1, max_size=5000), min_size=1, max_size=40),
+    channel=st.sampled_from(["email", "telegram", "sms"]),
+)
+def test_access_replies_fit_two_segments_whatever_the_accounts(
+    accounts: list[str], channel: str
+) -> None:
+    for text in (
+        replies.account_required(accounts),
+        replies.not_authorized(accounts[0], channel),
+    ):
+        assert len(text) <= replies.SMS_LIMIT
+        assert not any(ord(c) < 32 for c in text)
