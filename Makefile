@@ -18,6 +18,7 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 install: $(STAMP)
 
 run: install
+	$(BIN)/gateway db upgrade
 	$(BIN)/gateway import --accounts $(DEMO)/accounts.csv --meters $(DEMO)/meters.csv \
 		--tariffs $(DEMO)/tariffs.csv --elders $(DEMO)/elders.csv
 	$(BIN)/gateway serve

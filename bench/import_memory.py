@@ -100,7 +100,7 @@ async def _import(module: Any, csv_path: Path, database: Path) -> tuple[int, int
     settings = Settings.from_mapping(
         {"database_url": f"sqlite+aiosqlite:///{database}", "log_level": "warning"}
     )
-    async with gateway(settings) as gw:
+    async with gateway(settings, upgrade=True) as gw:
         baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         started = time.perf_counter()
         report = await module.import_file(gw.db, "accounts", csv_path)

@@ -92,7 +92,7 @@ async def _fill(folder: Path, url: str, count: int) -> None:
     )
     settings = Settings.from_mapping({"database_url": url, "log_level": "warning"})
     now = datetime(2026, 11, 20, 9, tzinfo=UTC)
-    async with gateway(settings, lambda: now) as gw:
+    async with gateway(settings, lambda: now, upgrade=True) as gw:
         await import_file(gw.db, "accounts", folder / "a.csv")
         await import_file(gw.db, "meters", folder / "m.csv")
         for i in range(count):

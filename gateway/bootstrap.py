@@ -102,10 +102,23 @@ class Gateway:
 
 
 @asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    """The database alone, whatever its schema (``gateway db upgrade``, ``db current``)."""
+    db = Database(settings.database_url, settings.database_timeout)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+@asynccontextmanager
 async def gateway(
-    settings: Settings, clock: Callable[[], datetime] = utc_now
+    settings: Settings, clock: Callable[[], datetime] = utc_now, *, upgrade: bool = False
 ) -> AsyncIterator[Gateway]:
-    """Open the database (creating the schema if needed) and wire the services."""
+    """Open the database and wire the services. A database whose schema is not at the
+    newest revision is refused (:class:`SchemaMismatch` naming `gateway db upgrade`);
+    ``upgrade=True`` creates or upgrades it first (tests and benchmarks on a new database).
+    """
     db = Database(settings.database_url, settings.database_timeout)
     quote = (
         RemoteCharge(settings.billing_charge_url, settings.billing_charge_timeout)
@@ -113,7 +126,10 @@ async def gateway(
         else None
     )
     try:
-        await db.create_schema()
+        if upgrade:
+            await db.upgrade_schema()
+        else:
+            await db.check_schema()
         intake = Intake(db, settings, clock, quote, renderers=RENDERERS)
         yield Gateway(settings, db, intake, clock)
     finally:

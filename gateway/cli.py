@@ -8,15 +8,16 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
 
 from billing_bridge.charge import normative_charge
 from gateway import logging as gateway_logging
-from gateway.bootstrap import Gateway, gateway
+from gateway.bootstrap import Gateway, database, gateway
 from gateway.domain.errors import SchemaMismatch, StorageUnavailable
 from gateway.domain.model import InboundMessage
 from gateway.registry import ORDER, FileReport, import_file
@@ -66,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     readings = sub.add_parser("readings", help="the history of an account's readings")
     readings.add_argument("account")
     readings.add_argument("--json", action="store_true")
+
+    db = sub.add_parser("db", help="the database schema and its revisions")
+    db_sub = db.add_subparsers(dest="action", required=True)
+    db_sub.add_parser("upgrade", help="create the schema, or bring it to this gateway's revision")
+    current = db_sub.add_parser("current", help="the revision the database is at")
+    current.add_argument("--json", action="store_true")
     return parser
 
 
@@ -79,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     gateway_logging.configure(settings.log_format, settings.log_level)
     if args.command == "serve":
         return _serve(settings, args.host or settings.host, args.port or settings.port)
+    if args.command == "db":
+        return _guarded(_db(settings, args))
     handler = {
         "import": _import,
         "sms": _sms,
@@ -86,8 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "review": _review,
         "outbox": _outbox,
     }[args.command]
+    return _guarded(_with_gateway(settings, handler, args))
+
+
+def _guarded(command: Coroutine[Any, Any, int]) -> int:
+    """Run a command; a schema this gateway cannot use or an unreachable database is
+    one line on standard error and an exit code, never a traceback."""
     try:
-        return asyncio.run(_with_gateway(settings, handler, args))
+        return asyncio.run(command)
     except SchemaMismatch as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
@@ -100,6 +115,41 @@ async def _with_gateway(settings: Settings, handler: object, args: argparse.Name
     async with gateway(settings) as gw:
         result: int = await handler(gw, args)  # type: ignore[operator]
         return result
+
+
+async def _db(settings: Settings, args: argparse.Namespace) -> int:
+    """``gateway db upgrade``; ``gateway db current``: the revision (``none`` before the
+    first), `` (head)`` when it is this gateway's; exit 1 when ``gateway db upgrade`` is
+    needed, 2 when it cannot help (not the gateway's tables, or a newer gateway's)."""
+    async with database(settings) as db:
+        if args.action == "upgrade":
+            upgraded = await db.upgrade_schema()
+            log.info(
+                "schema_upgraded",
+                database=db.safe_url,
+                before=upgraded.before.status.value,
+                revision=upgraded.revision,
+            )
+            print(upgraded.describe())
+            return 0
+        found = await db.schema_state()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "revision": found.revision,
+                    "head": found.head,
+                    "status": found.status.value,
+                    "up_to_date": found.up_to_date,
+                }
+            )
+        )
+    else:
+        print(f"{found.revision or 'none'}{' (head)' if found.up_to_date else ''}")
+    if found.up_to_date:
+        return 0
+    print(f"gateway db current: database {db.safe_url}: {found.describe()}", file=sys.stderr)
+    return 1 if found.upgradable else 2
 
 
 async def _import(gw: Gateway, args: argparse.Namespace) -> int:
@@ -311,12 +361,19 @@ def _serve(settings: Settings, host: str, port: int) -> int:
         log.info("serving", host=host, port=port, settings=settings.masked())
         return app
 
-    web.run_app(
-        app_factory(),
-        host=host,
-        port=port,
-        print=None,
-        access_log=None,
-        loop=_event_loop(),
-    )
+    try:
+        web.run_app(
+            app_factory(),
+            host=host,
+            port=port,
+            print=None,
+            access_log=None,
+            loop=_event_loop(),
+        )
+    except SchemaMismatch as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    except StorageUnavailable as exc:
+        print(f"gateway: the database is unavailable ({exc}); try again later", file=sys.stderr)
+        return EXIT_TEMPFAIL
     return 0

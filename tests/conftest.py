@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 from sqlalchemy import Table, select
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 
 from gateway.bootstrap import Gateway, gateway
 from gateway.registry import import_file
 from gateway.settings import Settings
-from gateway.storage import Database, tables
+from gateway.storage import Database, schema, tables
 
 POSTGRES_ENV = "GATEWAY_TEST_POSTGRES_URL"
 
@@ -98,26 +98,49 @@ def postgres_database() -> Iterator[str | None]:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def drop_schema(conn: Connection) -> None:
+    """Every table of the gateway, and the revision it was at."""
+    tables.metadata.drop_all(conn)
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {schema.VERSION_TABLE}")
+
+
+async def upgrade_database(url: str) -> None:
+    """What `gateway db upgrade` does: create the schema or bring it to the newest revision."""
+    db = Database(url)
+    try:
+        await db.upgrade_schema()
+    finally:
+        await db.dispose()
+
+
 @pytest.fixture(params=_backends())
-def database_url(
+def blank_database_url(
     request: pytest.FixtureRequest, tmp_path: Path, postgres_database: str | None
 ) -> Iterator[str]:
+    """A database without tables (SQLite: a file not created yet)."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
         return
     if postgres_database is None:
         pytest.skip(f"{POSTGRES_ENV} is not set")
     yield postgres_database
-    # Each test starts from empty tables in the run's database.
+    # Each test starts from an empty run's database.
     from sqlalchemy.ext.asyncio import create_async_engine
 
     async def drop() -> None:
         engine = create_async_engine(postgres_database)
         async with engine.begin() as conn:
-            await conn.run_sync(tables.metadata.drop_all)
+            await conn.run_sync(drop_schema)
         await engine.dispose()
 
     asyncio.run(drop())
+
+
+@pytest.fixture
+def database_url(blank_database_url: str) -> str:
+    """A database at the newest revision, made as `gateway db upgrade` makes it."""
+    asyncio.run(upgrade_database(blank_database_url))
+    return blank_database_url
 
 
 @pytest.fixture

@@ -42,4 +42,5 @@ class StorageUnavailable(GatewayError):
 
 
 class SchemaMismatch(GatewayError):
-    """The database was made by another version of the gateway; it must be recreated."""
+    """The database's schema is not the one this gateway needs: `gateway db upgrade`
+    brings it there, unless it is not the gateway's or a newer gateway upgraded it."""

@@ -20,7 +20,6 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
-    inspect,
     select,
     tuple_,
 )
@@ -42,6 +41,7 @@ from gateway.domain.model import (
     Zone,
 )
 from gateway.domain.outcome import Outcome
+from gateway.storage import schema
 from gateway.storage import tables as t
 
 
@@ -278,14 +278,20 @@ class Database:
                 },
             )
 
-    async def run(self, work: Work[T]) -> T:
+    async def run(self, work: Work[T], *, transaction: bool = True) -> T:
         """Run ``work`` in one transaction: committed when it returns, rolled back if it
-        raises. Database outages surface as :class:`StorageUnavailable` (retryable)."""
+        raises. Database outages surface as :class:`StorageUnavailable` (retryable).
+
+        ``transaction=False`` hands ``work`` an idle connection whose transactions it
+        manages itself (a schema upgrade: on SQLite it must act before ``BEGIN``)."""
         try:
             if self._thread is not None:
                 loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(self._thread, self._run_sqlite, work)
+                return await loop.run_in_executor(self._thread, self._run_sqlite, work, transaction)
             assert self._async_engine is not None
+            if not transaction:
+                async with self._async_engine.connect() as conn:
+                    return await conn.run_sync(lambda sync: work(UnitOfWork(sync)))
             async with self._async_engine.begin() as conn:
                 return await conn.run_sync(lambda sync: work(UnitOfWork(sync)))
         except (DBAPIError, OSError, PoolTimeout) as exc:
@@ -301,11 +307,17 @@ class Database:
             return False
         return True
 
-    def _run_sqlite(self, work: Work[T]) -> T:
+    def _run_sqlite(self, work: Work[T], transaction: bool = True) -> T:
         """On the writer thread, which keeps one connection open (no pool round trip)."""
         if self._writer is None or self._writer.invalidated or self._writer.closed:
             assert self._sync_engine is not None
             self._writer = self._sync_engine.connect()
+        if not transaction:
+            try:
+                return work(UnitOfWork(self._writer))
+            finally:
+                if self._writer.in_transaction():
+                    self._writer.rollback()
         with self._writer.begin():
             return work(UnitOfWork(self._writer))
 
@@ -316,16 +328,25 @@ class Database:
         assert self._sync_engine is not None
         self._sync_engine.dispose()
 
-    async def create_schema(self) -> None:
-        """Create missing tables, then refuse a database whose tables lack columns this
-        version needs (made by an older version: there are no migrations before 1.0)."""
-        missing = await self.run(lambda uow: _create_and_check(uow.conn))
-        if missing:
-            raise SchemaMismatch(
-                f"database {self.safe_url} was made by another version of the gateway; "
-                f"missing columns: {', '.join(missing)}. Recreate it (for the default "
-                "SQLite file: delete var/gateway.db and run gateway import again)."
-            )
+    async def schema_state(self) -> schema.SchemaState:
+        """Which revision the database is at, against the one this gateway needs."""
+        return await self.run(lambda uow: schema.state(uow.conn))
+
+    async def check_schema(self) -> None:
+        """Refuse a database that is not at the newest revision (empty, made by gateway
+        0.1.0, behind, upgraded by a newer gateway, or not the gateway's), saying what to
+        do: every command but ``gateway db upgrade`` and ``gateway db current`` runs this."""
+        found = await self.schema_state()
+        if not found.up_to_date:
+            raise SchemaMismatch(f"database {self.safe_url}: {found.describe()}")
+
+    async def upgrade_schema(self, target: str = "head") -> schema.Upgraded:
+        """``gateway db upgrade``: create the schema, stamp a gateway 0.1.0 database, run
+        the revisions it lacks; one transaction (see :func:`schema.upgrade`)."""
+        try:
+            return await self.run(lambda uow: schema.upgrade(uow.conn, target), transaction=False)
+        except SchemaMismatch as exc:
+            raise SchemaMismatch(f"database {self.safe_url}: {exc}") from exc
 
     @property
     def safe_url(self) -> str:
@@ -338,17 +359,6 @@ class Database:
             self._thread.shutdown(wait=True)
         if self._async_engine is not None:
             await self._async_engine.dispose()
-
-
-def _create_and_check(conn: Connection) -> list[str]:
-    t.metadata.create_all(conn)
-    inspector = inspect(conn)
-    return [
-        f"{table.name}.{column.name}"
-        for table in t.metadata.sorted_tables
-        for column in table.columns
-        if column.name not in {c["name"] for c in inspector.get_columns(table.name)}
-    ]
 
 
 def _outbox_payload(

@@ -57,7 +57,7 @@ class Server:
 
 
 async def _serve(settings: Settings, clock: Clock, folder: Path) -> AsyncIterator[Server]:
-    async with gateway(settings, clock) as gw:
+    async with gateway(settings, clock, upgrade=True) as gw:
         await load_registry(gw, folder)
         async with loopback(gw.web_app()) as base, aiohttp.ClientSession() as session:
             yield Server(gw, base, session)

@@ -26,8 +26,7 @@ from twilio.request_validator import RequestValidator
 
 from gateway.bootstrap import gateway
 from gateway.settings import Settings
-from gateway.storage import tables as t
-from tests.conftest import Clock, load_registry
+from tests.conftest import Clock, drop_schema, load_registry
 from tests.e2e.conftest import PUBLIC, TOKEN
 from tests.tcp_proxy import TcpProxy
 
@@ -61,7 +60,9 @@ class Served:
 async def served(postgres_database: str | None, tmp_path: Path) -> AsyncIterator[Served]:
     if postgres_database is None:
         pytest.skip("GATEWAY_TEST_POSTGRES_URL is not set")
-    async with gateway(Settings.from_mapping({"database_url": postgres_database}), Clock()) as gw:
+    async with gateway(
+        Settings.from_mapping({"database_url": postgres_database}), Clock(), upgrade=True
+    ) as gw:
         await load_registry(gw, tmp_path)
     target = make_url(postgres_database)
     proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
@@ -104,7 +105,7 @@ async def served(postgres_database: str | None, tmp_path: Path) -> AsyncIterator
 
         engine = create_async_engine(postgres_database)
         async with engine.begin() as conn:
-            await conn.run_sync(t.metadata.drop_all)
+            await conn.run_sync(drop_schema)
         await engine.dispose()
 
 

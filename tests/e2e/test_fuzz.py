@@ -33,7 +33,7 @@ from twilio.request_validator import RequestValidator
 from gateway.bootstrap import Gateway, gateway
 from gateway.settings import Settings
 from gateway.storage import tables as t
-from tests.conftest import Clock, load_registry, loopback
+from tests.conftest import Clock, drop_schema, load_registry, loopback
 from tests.e2e.conftest import PUBLIC, TOKEN
 
 EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "1200"))
@@ -90,14 +90,14 @@ def running(
     holder: dict[str, Any] = {}
 
     async def serve() -> None:
-        async with gateway(config, clock) as gw:
+        async with gateway(config, clock, upgrade=True) as gw:
             await load_registry(gw, folder)
             async with loopback(gw.web_app()) as base:
                 holder["running"] = Running(int(base.rsplit(":", 1)[1]), gw, clock, loop)
                 ready.set()
                 await stop.wait()
             if not gw.db.is_sqlite:
-                await gw.db.run(lambda uow: t.metadata.drop_all(uow.conn))
+                await gw.db.run(lambda uow: drop_schema(uow.conn))
 
     thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
     thread.start()

@@ -17,7 +17,7 @@ from twilio.request_validator import RequestValidator
 
 from gateway.settings import Settings
 from gateway.storage import tables as t
-from tests.conftest import Clock, select_rows
+from tests.conftest import Clock, drop_schema, select_rows
 from tests.e2e.conftest import PUBLIC, TOKEN, Server, _serve, sms_reply
 from tests.tcp_proxy import TcpProxy
 
@@ -224,7 +224,7 @@ async def proxied(
 
         engine = create_async_engine(postgres_database)
         async with engine.begin() as conn:
-            await conn.run_sync(t.metadata.drop_all)
+            await conn.run_sync(drop_schema)
         await engine.dispose()
 
 

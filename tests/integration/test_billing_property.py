@@ -91,7 +91,7 @@ async def _run(sequence: list[Step], script: list[str]) -> None:
                 }
             )
             clock = Clock(datetime(2026, 10, 20, 9, 0, tzinfo=UTC))
-            async with gateway(configured, clock) as gw:
+            async with gateway(configured, clock, upgrade=True) as gw:
                 await load_registry(gw, Path(folder))
                 last = {"1234567891": 4521, "0012345678": 999950}
                 for kind, account, days, added in sequence:
