@@ -64,6 +64,15 @@ def _parser() -> argparse.ArgumentParser:
     reject.add_argument("id", type=int)
     reject.add_argument("--reason", required=True, help="told to the customer")
 
+    lst = sub.add_parser(
+        "list", help="run an elder's group list through the intake, as the email channel would"
+    )
+    lst.add_argument("--from", dest="sender", required=True, metavar="EMAIL")
+    lst.add_argument("--json", action="store_true", help="print one outcome object per line")
+    lst.add_argument(
+        "file", nargs="?", default="-", metavar="FILE", help="the list; - or none: stdin"
+    )
+
     readings = sub.add_parser("readings", help="the history of an account's readings")
     readings.add_argument("account")
     readings.add_argument("--json", action="store_true")
@@ -91,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {
         "import": _import,
         "sms": _sms,
+        "list": _list,
         "readings": _readings,
         "review": _review,
         "outbox": _outbox,
@@ -193,6 +203,32 @@ async def _sms(gw: Gateway, args: argparse.Namespace) -> int:
             print(json.dumps(outcome.to_json(), ensure_ascii=False), flush=True)
         else:
             print(outcome.reply or f"({outcome.status.value}: no reply)", flush=True)
+    return 0
+
+
+async def _list(gw: Gateway, args: argparse.Namespace) -> int:
+    """One outcome per data line (with ``line`` and ``text``), then the summary on
+    standard error. Exit 1 when the list was refused as a whole (rate limited)."""
+    if args.file == "-":
+        text = sys.stdin.read()
+    else:
+        path = Path(args.file)
+        if not path.exists():
+            print(f"gateway list: {path}: no such file", file=sys.stderr)
+            return 2
+        text = path.read_bytes().decode("utf-8-sig", errors="replace")
+    message = InboundMessage(channel="email", sender=args.sender, text=text, received_at=gw.clock())
+    result = await gw.intake.handle_list(message)
+    for line in result.lines:
+        if args.json:
+            print(json.dumps(line.to_json(), ensure_ascii=False))
+        else:
+            reply = line.outcome.reply or f"({line.outcome.status.value}: no reply)"
+            print(f"{line.line}: {reply}")
+    if result.rate_limited:
+        print("gateway list: rate limited: the list was recorded, not processed", file=sys.stderr)
+        return 1
+    print(f"gateway list: {result.summary()}", file=sys.stderr)
     return 0
 
 

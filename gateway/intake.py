@@ -6,13 +6,15 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from functools import partial
+from typing import Any
 
 import structlog
 from sqlalchemy.exc import IntegrityError
 
 from billing_bridge.charge import preliminary_charge
 from gateway.domain import matching, rules
-from gateway.domain.authorization import ChannelAuthorization
+from gateway.domain.authorization import ChannelAuthorization, Scope
 from gateway.domain.errors import ErrorCode, StorageUnavailable
 from gateway.domain.inbound import SMS_CHANNELS, admit
 from gateway.domain.model import Account, InboundMessage
@@ -41,7 +43,8 @@ from gateway.domain.privacy import mask_sender
 from gateway.settings import Settings
 from gateway.storage import Database, UnitOfWork
 from gateway.storage.database import NewReading
-from parsers import Command, ParseError, Submission, parse_message
+from parsers import Command, ParseError, Submission, parse_list, parse_message
+from parsers import ListLine as ParsedLine
 
 log = structlog.get_logger("gateway.intake")
 
@@ -67,6 +70,66 @@ class _Handled:
     outcome: Outcome
     message_id: int | None = None  # None: answered from an earlier delivery
     decision: _Decision | None = None
+
+
+# Lines of a list decided in one transaction.
+LIST_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ListLine:
+    """One data line of a list: its 1-based line number, the line as written, what
+    became of it."""
+
+    line: int
+    text: str
+    outcome: Outcome
+
+    def to_json(self) -> dict[str, Any]:
+        return {"line": self.line, "text": self.text, **self.outcome.to_json()}
+
+
+@dataclass(frozen=True, slots=True)
+class ListResult:
+    """What became of a list: its audit row and each data line's outcome."""
+
+    message_id: int
+    lines: tuple[ListLine, ...]
+    rate_limited: bool = False
+    complete: bool = True
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(("accepted", "duplicate", "held", "rejected", "answered"), 0)
+        for line in self.lines:
+            counts[line.outcome.status.value] += 1
+        return counts
+
+    def summary(self) -> str:
+        counts = self.counts()
+        return (
+            f"{len(self.lines)} lines: {counts['accepted']} accepted, "
+            f"{counts['duplicate']} duplicates, {counts['held']} held, "
+            f"{counts['rejected']} rejected"
+        )
+
+    def as_outcome(self) -> Outcome:
+        """The list's audit row: its summary, and its lines in the outcome object."""
+        return Outcome(
+            Status.ANSWERED,
+            None,
+            self.summary(),
+            extra={"lines": [line.to_json() for line in self.lines], "complete": self.complete},
+        )
+
+    @classmethod
+    def from_json(cls, message_id: int, data: Mapping[str, Any]) -> ListResult:
+        if data.get("error") and data["error"]["code"] == ErrorCode.RATE_LIMITED:
+            return cls(message_id, (), rate_limited=True)
+        lines = tuple(
+            ListLine(item["line"], item["text"], Outcome.from_json(item))
+            for item in data.get("lines", [])
+        )
+        return cls(message_id, lines, complete=bool(data.get("complete", True)))
 
 
 class Intake:
@@ -132,6 +195,98 @@ class Intake:
             account=outcome.account,
         )
         return outcome
+
+    async def handle_list(self, message: InboundMessage) -> ListResult:
+        """An elder's list: every data line (``parsers.parse_list``) is a submission of its
+        own, decided exactly as a message would be, with its own outcome and line number,
+        and all of it stored with the one inbound message. Lines are stored in batches of
+        :data:`LIST_BATCH`, each batch one transaction, so a list of thousands never holds
+        the database for long; the last one writes every line's outcome into the audit
+        row. A redelivery of the same message (its external id) is answered as before
+        when it was finished; when it was interrupted, every line is decided again, and
+        those already stored are duplicates, confirmed and not stored twice. The rate
+        limit counts the message, not its lines."""
+        message = admit(message, self._settings.default_country_code)
+        lines = await asyncio.to_thread(lambda: list(parse_list(message.text)))
+        try:
+            started = await self._db.run(lambda uow: self._start_list(uow, message))
+            if started.rate_limited:
+                return started
+            if started.complete:
+                return started
+            done: list[ListLine] = []
+            todo = lines
+            # At least one batch, even empty: it marks the list complete.
+            batches = [todo[at : at + LIST_BATCH] for at in range(0, len(todo), LIST_BATCH)]
+            for index, batch in enumerate(batches or [[]]):
+                store = partial(
+                    self._list_batch,
+                    message=message,
+                    message_id=started.message_id,
+                    done=done,
+                    batch=batch,
+                    last=index == len(batches) - 1 or not batches,
+                )
+                done += await self._db.run(store)
+        except StorageUnavailable as exc:
+            _log_unavailable(message, exc)
+            raise
+        result = ListResult(started.message_id, tuple(done))
+        log.info(
+            "list_handled",
+            channel=message.channel,
+            sender=mask_sender(message.sender),
+            lines=len(result.lines),
+            **result.counts(),
+        )
+        return result
+
+    def _start_list(self, uow: UnitOfWork, message: InboundMessage) -> ListResult:
+        """The audit row of the list (or the one an earlier delivery left, with the lines
+        it stored); the rate limit counts the message."""
+        if message.external_id is not None:
+            stored = uow.find_message(message.channel, message.external_id)
+            if stored is not None:
+                # Finished: answered as before; interrupted: decided again (not complete).
+                return ListResult.from_json(stored.id, stored.outcome)
+        if message.sender:
+            uow.lock_sender(message.channel, message.sender)
+            if self._is_rate_limited(uow, message):
+                limited = _rejected(None, ErrorCode.RATE_LIMITED, Unanswered())
+                limited = self._worded(message.channel, limited)
+                return ListResult(uow.record_message(message, limited), (), rate_limited=True)
+        pending = ListResult(0, (), complete=False)
+        return ListResult(uow.record_message(message, pending.as_outcome()), (), complete=False)
+
+    def _list_batch(
+        self,
+        uow: UnitOfWork,
+        message: InboundMessage,
+        message_id: int,
+        done: Sequence[ListLine],
+        batch: Sequence[ParsedLine],
+        last: bool,
+    ) -> list[ListLine]:
+        added = []
+        scope = self._authorizer.scope(uow, message.origin)
+        for line in batch:
+            decision = self._evaluate(uow, message, _Read(line.result), scope)
+            decision.outcome = self._worded(message.channel, decision.outcome)
+            if decision.readings:
+                assert decision.taken_on is not None and decision.period is not None
+                uow.add_readings(
+                    message_id,
+                    decision.readings,
+                    message.received_at,
+                    decision.taken_on,
+                    decision.period,
+                    held=decision.held,
+                )
+            added.append(ListLine(line.number, line.text, decision.outcome))
+        if last:
+            finished = ListResult(message_id, (*done, *added))
+            uow.update_outcome(message_id, finished.as_outcome())
+        return added
 
     async def _record_failure(self, message: InboundMessage, outcome: Outcome) -> None:
         """The audit row of a message whose handling failed. Recorded without the
@@ -216,7 +371,11 @@ class Intake:
         recent = uow.count_recent(message.channel, message.sender, since)
         return recent >= self._settings.rate_limit_per_minute
 
-    def _evaluate(self, uow: UnitOfWork, message: InboundMessage, read: _Read) -> _Decision:
+    def _evaluate(
+        self, uow: UnitOfWork, message: InboundMessage, read: _Read, scope: Scope | None = None
+    ) -> _Decision:
+        """Decide one submission. ``scope``: what the sender may act on, when already
+        known (a list asks once for all its lines)."""
         settings = self._settings
         today = message.received_at.astimezone(settings.zone).date()
         parsed = read.first
@@ -240,7 +399,8 @@ class Intake:
         if account is None:
             unknown = UnknownAccount(parsed.account)
             return _Decision(_rejected(parsed.account, ErrorCode.UNKNOWN_ACCOUNT, unknown))
-        if not self._authorizer.scope(uow, message.origin).permits(account):
+        scope = scope or self._authorizer.scope(uow, message.origin)
+        if not scope.permits(account):
             refused = NotAuthorized(account.number, message.channel)
             return _Decision(_rejected(account.number, ErrorCode.NOT_AUTHORIZED, refused))
         if not placement.inside and settings.window.policy is WindowPolicy.REJECT:

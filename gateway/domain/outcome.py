@@ -193,6 +193,8 @@ class Outcome:
     readings: tuple[ReadingLine, ...] = field(default=())
     charge: Charge | None = None
     reason: Reason | None = field(default=None, compare=False)
+    # Keys added to the JSON object (a list's lines); never one of the keys above.
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -204,6 +206,7 @@ class Outcome:
             "readings": [r.to_json() for r in self.readings],
             "charge": self.charge.to_json() if self.charge else None,
             "reply": self.reply,
+            **self.extra,
         }
 
     @classmethod

@@ -520,6 +520,7 @@ class UnitOfWork:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self._tariffs: list[Tariff] | None = None
 
     # ----- messages -------------------------------------------------------------------
 
@@ -685,11 +686,13 @@ class UnitOfWork:
         return totals
 
     def load_tariffs(self) -> list[Tariff]:
-        rows = self.conn.execute(_TARIFFS)
-        return [
-            Tariff(Service(r.service), Zone(r.zone), r.price, r.valid_from, r.normative)
-            for r in rows
-        ]
+        """Every tariff, read once per unit of work (a list charges many lines)."""
+        if self._tariffs is None:
+            self._tariffs = [
+                Tariff(Service(r.service), Zone(r.zone), r.price, r.valid_from, r.normative)
+                for r in self.conn.execute(_TARIFFS)
+            ]
+        return list(self._tariffs)
 
     # ----- readings and the outbox ------------------------------------------------------
 

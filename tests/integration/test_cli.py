@@ -270,3 +270,36 @@ def test_review_list_approve_and_reject_from_the_command_line(
         ("5530", "2026-11", "accepted"),
         ("5550", "2026-12", "declined"),
     ]
+
+
+def test_list_prints_one_outcome_per_data_line_and_a_summary(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "elders.csv").write_text("email,building\nelder@example.org,b1\n")
+    files = [f"--{k}={tmp_path / f'{k}.csv'}" for k in ("accounts", "meters", "tariffs", "elders")]
+    assert run(["import", *files], env).returncode == 0
+    text = "Показания:\n1. кв. 2 — 1234567891 4600\n2. 0012345678 999990 311\n"
+
+    result = run(["list", "--from", "elder@example.org", "--json", "-"], env, stdin=text)
+
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(o["line"], o["text"], o["status"], o["account"]) for o in lines] == [
+        (2, "1. кв. 2 — 1234567891 4600", "accepted", "1234567891"),
+        (3, "2. 0012345678 999990 311", "rejected", "0012345678"),
+    ]
+    assert lines[1]["error"]["code"] == "not_authorized"
+    assert "gateway list: 2 lines: 1 accepted, 0 duplicates, 0 held, 1 rejected" in result.stderr
+
+
+def test_list_without_json_prints_each_lines_reply(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "elders.csv").write_text("email,building\nelder@example.org,b1\n")
+    files = [f"--{k}={tmp_path / f'{k}.csv'}" for k in ("accounts", "meters", "tariffs", "elders")]
+    assert run(["import", *files], env).returncode == 0
+    (tmp_path / "list.txt").write_text("кв. 2 — 1234567891 4600\n", encoding="utf-8")
+
+    result = run(["list", "--from", "elder@example.org", str(tmp_path / "list.txt")], env)
+
+    assert (
+        result.stdout == "1: Принято, ЛС 1234567891: ЭЭ 4600. Предварительно к оплате 507,97 ₽.\n"
+    )
