@@ -232,7 +232,8 @@ def rejected(account: Account, rejection: Rejection, today: date) -> str:
         return _with_format(account, f"{head} нет счётчика «{safe(rejection.detail, WORD_ECHO)}».")
     if code is ErrorCode.AMBIGUOUS_LABEL:
         word = safe(rejection.detail, WORD_ECHO)
-        return _with_format(account, f"{head} неясно, к какому счётчику «{word}».")
+        unclear = _with_format(account, f"{head} неясно, к какому счётчику «{word}».")
+        return _which_register(head, rejection, unclear) if rejection.choices else unclear
     register, value = rejection.register, rejection.value
     assert register is not None and value is not None
     label = register_label(register.service, register.zone)
@@ -258,6 +259,40 @@ def rejected(account: Account, rejection: Rejection, today: date) -> str:
             jump,
         )
     raise ValueError(f"no reply text for {code}")
+
+
+# Service words the sender wrote that read better in capitals when echoed: «ЭЭ 12100».
+_ABBREVIATIONS = frozenset({"ээ", "э/э", "гвс", "хвс"})
+
+
+def _which_register(head: str, rejection: Rejection, unclear: str) -> str:
+    """A service word before one value of a service with two registers (``ЭЭ 12100`` on a
+    day/night meter): which register it is for, asked with the value and an example of
+    each answer, e.g. ``ЛС 1234567890: «ЭЭ 12100» — день или ночь? Напишите, например:
+    день 12100 или ночь 12100.`` Registers without distinct zones cannot be asked for by
+    name: then ``unclear`` (the generic text)."""
+    registers = rejection.choices
+    zones = [r.zone for r in registers]
+    if Zone.SINGLE in zones or len(set(zones)) != len(zones) or rejection.choice_value is None:
+        return unclear
+    word = safe(rejection.detail, WORD_ECHO)
+    word = word.upper() if word in _ABBREVIATIONS else word
+    value = _value(rejection.choice_value)
+    asked = _either([_ZONE_LABEL[z] for z in zones])
+    said = f"{head} «{word} {value}» — {asked}?"
+    full = _either([f"{register_label(r.service, r.zone)} {value}" for r in registers])
+    short = _either([f"{short_label(r.service, r.zone)} {value}" for r in registers])
+    return _fit(
+        f"{said} Напишите, например: {full}.",
+        f"{said} Напишите, напр.: {short}.",
+        said,
+        unclear,
+    )
+
+
+def _either(options: Sequence[str]) -> str:
+    """``a или b``; ``a, b или c``."""
+    return " или ".join([", ".join(options[:-1]), options[-1]]) if len(options) > 1 else options[0]
 
 
 def _verification_expired(head: str, register: Register) -> str:

@@ -17,6 +17,12 @@ the account's registers at hand, is it decided what they meant:
   code (``1ЭД``, ``2Г``: the index among that service's meters). Registers left unnamed are
   left alone. A label that names no register of the account → ``unknown_meter``; one that
   names several, or a register named twice → ``ambiguous_label``.
+- **A service word without a zone** takes its service's registers in order for the values
+  it scopes (its own value and the unlabelled ones right after it: ``ГВС 12 7`` is kitchen
+  12, bath 7). When the service has two or more registers and the word scopes fewer
+  values than that (``ЭЭ 12100`` on a day/night meter: the customer may have sent the
+  display's total), no register is guessed → ``ambiguous_label``, with the registers it
+  may be for (``Rejection.choices``) so the reply can ask which.
 """
 
 from __future__ import annotations
@@ -176,7 +182,7 @@ def _labelled(registers: list[Register], items: Sequence[ItemLike]) -> Pairs | R
     chosen: dict[int, tuple[Register, Decimal]] = {}
     scope: Service | None = None
     last = -1  # position of the register named last: unlabelled values continue after it
-    for item in items:
+    for at, item in enumerate(items):
         label = item.label
         if label is None:
             pool = [r for r in registers if scope is None or r.service is scope]
@@ -188,6 +194,10 @@ def _labelled(registers: list[Register], items: Sequence[ItemLike]) -> Pairs | R
         else:
             if label.service is not None and label.index is None:
                 scope = Service(label.service)
+                if label.zone is None:
+                    lone = _lone_service_word(registers, items, at, scope)
+                    if lone is not None:
+                        return lone
             target = _named(registers, label, scope, chosen)
         if isinstance(target, Rejection):
             return target
@@ -196,6 +206,26 @@ def _labelled(registers: list[Register], items: Sequence[ItemLike]) -> Pairs | R
         chosen[target.id] = (target, item.value)
         last = registers.index(target)
     return [chosen[r.id] for r in registers if r.id in chosen]
+
+
+def _lone_service_word(
+    registers: list[Register], items: Sequence[ItemLike], at: int, service: Service
+) -> Rejection | None:
+    """``ambiguous_label`` when the service word of ``items[at]`` (no zone) scopes fewer
+    values than its service has registers, two or more; None when it scopes enough. Looks
+    at most as many items ahead as the service has registers."""
+    pool = tuple(r for r in registers if r.service is service)
+    if len(pool) < 2:
+        return None
+    scoped = 1
+    while scoped < len(pool) and at + scoped < len(items) and items[at + scoped].label is None:
+        scoped += 1
+    if scoped >= len(pool):
+        return None
+    item = items[at]
+    return Rejection(
+        ErrorCode.AMBIGUOUS_LABEL, detail=_text(item.label), choices=pool, choice_value=item.value
+    )
 
 
 def _named(
@@ -209,7 +239,8 @@ def _named(
     if label.index is not None:
         return _coded(registers, service, zone, label)
     if zone is None:
-        # A service word alone: the next of that service's registers not yet named.
+        # A service word alone (scoping enough values, see _lone_service_word): the next of
+        # that service's registers not yet named.
         pool = [r for r in registers if r.service is service]
         free = [r for r in pool if r.id not in chosen]
         if not pool:

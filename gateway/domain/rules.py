@@ -9,7 +9,7 @@ reported, and the registers of one message are accepted or rejected together.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
@@ -25,6 +25,12 @@ class Rejection:
     limit: Decimal | None = None
     # What the sender wrote that could not be matched (a label, a meter serial).
     detail: str | None = None
+    # ``ambiguous_label`` for a service word before a single value of a service with
+    # several registers (``ЭЭ 12100`` on a day/night meter): the registers the value may
+    # be for and the value, so the reply can ask which. They only serve the reply: two
+    # rejections that differ only in them are equal.
+    choices: tuple[Register, ...] = field(default=(), compare=False)
+    choice_value: Decimal | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -193,3 +193,85 @@ async def test_last_readings_mention_the_normative_charge_without_readings(
     assert outcome.reply == (
         "ЛС 1234567891: ЭЭ 4521 (19.10.26). Тариф 6,43 ₽. Без показаний по нормативу 1929,00 ₽."
     )
+
+
+# --- grammar gaps found by trying real messages (issue 9, item 8) -------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # labels after their values, in brackets
+        (
+            f"{FLAT} 12345 (день) 6789 (ночь)",
+            [("electricity", "day", 12345), ("electricity", "night", 6789)],
+        ),
+        # en and em dashes as separators, positionally over the six registers
+        (
+            f"{FLAT} — 12345 — 6789 – 101 – 201 — 301 — 401",
+            [
+                ("electricity", "day", 12345),
+                ("electricity", "night", 6789),
+                ("hot_water", "kitchen", 101),
+                ("hot_water", "bath", 201),
+                ("cold_water", "kitchen", 301),
+                ("cold_water", "bath", 401),
+            ],
+        ),
+        # a unit after each value
+        (
+            f"{FLAT} ГВС 101 м3 201 м3",
+            [("hot_water", "kitchen", 101), ("hot_water", "bath", 201)],
+        ),
+        (
+            f"{FLAT} д 12345кВт н 6789кВт",
+            [("electricity", "day", 12345), ("electricity", "night", 6789)],
+        ),
+    ],
+)
+async def test_labels_after_values_dashes_and_units_are_read_end_to_end(
+    flat: Gateway, text: str, expected: list[tuple[str, str, Decimal]]
+) -> None:
+    outcome = await send(flat, text)
+
+    assert outcome.status == "accepted", outcome.reply
+    assert zones(outcome) == [(s, z, Decimal(v)) for s, z, v in expected]
+
+
+@pytest.mark.parametrize(
+    ("text", "reply"),
+    [
+        (
+            f"{FLAT} ЭЭ 12100",
+            f"ЛС {FLAT}: «ЭЭ 12100» — день или ночь? "
+            "Напишите, например: день 12100 или ночь 12100.",
+        ),
+        (
+            f"{FLAT} 101 ГВС",
+            f"ЛС {FLAT}: «ГВС 101» — кухня или ванна? "
+            "Напишите, например: ГВС кухня 101 или ГВС ванна 101.",
+        ),
+    ],
+)
+async def test_a_service_word_before_one_value_of_two_registers_asks_which(
+    flat: Gateway, text: str, reply: str
+) -> None:
+    outcome = await send(flat, text)
+
+    assert (outcome.status, outcome.error and outcome.error.code, outcome.reply) == (
+        "rejected",
+        "ambiguous_label",
+        reply,
+    )
+    assert not outcome.readings
+
+
+async def test_commands_with_fillers_and_punctuation_are_answered(gw: Gateway) -> None:
+    await send(gw, "1234567890 12345 6789")
+
+    last = await send(gw, "Последние: л/с 1234567890")
+    helped = await send(gw, "HELP?")
+
+    assert (last.status, helped.status) == ("answered", "answered")
+    assert last.reply is not None and last.reply.startswith("ЛС 1234567890: день 12345")
+    assert helped.reply is not None and "1234567890 12345 6789" in helped.reply

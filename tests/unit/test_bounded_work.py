@@ -30,8 +30,15 @@ from parsers import (
     parse_message,
     parse_submission,
 )
-from parsers.grammar import FORMAT_HINT
-from parsers.normalize import _FILLER_RE, _PUNCTUATION_TABLE, LOOKALIKES, fold, normalize
+from parsers.grammar import FORMAT_HINT, _is_label
+from parsers.normalize import (
+    _FILLER_RE,
+    _PUNCTUATION_TABLE,
+    LOOKALIKES,
+    canonical,
+    fold,
+    normalize,
+)
 
 ACC = "1234567890"
 D = Decimal
@@ -180,6 +187,23 @@ WORST_SHAPES: list[tuple[str, Build, str]] = [
     ("zero-width between digits", lambda n: fill(f"{ACC} ", "1\u200b", n), "value_count"),
     ("command padded", lambda n: fill("последние", " ", n, ACC), "command last"),
     ("signature", lambda n: fill(f"{ACC} 1 2 3 4 5 6 ", "Иванова ", n), "accepted"),
+    ("labels after values", lambda n: fill(ACC, " 1 (день)", n), "ambiguous_label"),
+    (
+        "six labels after values",
+        lambda n: fill(f"{ACC} 1 д 2 н 3 гвс к 4 гвс в 5 хвс к 6 хвс в", " ", n),
+        "accepted",
+    ),
+    ("account + ` 1 кВт` units", lambda n: fill(ACC, " 1 кВт", n), "value_count"),
+    ("account + ` 1м3` glued units", lambda n: fill(ACC, " 1м3", n), "value_count"),
+    ("account + ` — 1` dashes", lambda n: fill(ACC, " — 1", n), "value_count"),
+    ("account + `—` run + value", lambda n: fill(ACC, "—", n, "1"), "value_count"),
+    ("account + ` гвс 1` service words", lambda n: fill(ACC, " гвс 1", n), "ambiguous_label"),
+    (
+        "command with fillers",
+        lambda n: fill("последние показания л/с ", " ", n, ACC),
+        "command last",
+    ),
+    ("command, `? ` repeated", lambda n: fill(f"{ACC} ", "? ", n), "command last"),
 ]
 
 
@@ -225,6 +249,22 @@ def test_an_unknown_word_of_1500_letters_is_quoted_at_15() -> None:
 )
 def test_normalize_of_64_kib_runs_finishes(text: str, canonical: str) -> None:
     assert normalize(text) == canonical
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1" + " " * BODY_LIMIT + "квт", "1"),
+        ("1 кВт " * (BODY_LIMIT // 6), "1 ; " * (BODY_LIMIT // 6 - 1) + "1"),
+        ("1" + "—" * BODY_LIMIT + "2", "1" + "—" * BODY_LIMIT + "2"),
+        ("1" + " —" * BODY_LIMIT, "1"),
+        ("1" + " ночь" * BODY_LIMIT, "1"),
+        ("1" + " " * BODY_LIMIT + "ночь", "1" + " " * BODY_LIMIT + "ночь"),
+    ],
+)
+def test_what_the_grammar_reads_of_64_kib_runs_finishes(text: str, expected: str) -> None:
+    """Units, dashes and a label after the last value, at 64 KiB (canonical is linear)."""
+    assert canonical(text, _is_label) == expected
 
 
 def test_a_value_after_64_kib_of_spaces_parses() -> None:

@@ -7,6 +7,7 @@ parser once got wrong (each row's comment says how); they guard the fixes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -14,6 +15,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis.extra.lark import from_lark
+from lark.exceptions import LarkError
 
 from parsers import (
     HELP_TEXT,
@@ -22,12 +24,22 @@ from parsers import (
     ParseError,
     Submission,
     Value,
+    parse_command,
     parse_message,
     parse_submission,
     render_submission,
 )
-from parsers.grammar import CODE_LETTERS, FORMAT_HINT, SERVICE_WORDS, ZONE_WORDS, _parser
-from parsers.normalize import normalize
+from parsers.grammar import (
+    CODE_LETTERS,
+    FORMAT_HINT,
+    SERVICE_WORDS,
+    ZONE_WORDS,
+    _from_tree,
+    _is_label,
+    _parser,
+    _runner,
+)
+from parsers.normalize import canonical, normalize
 
 ACC = "1234567890"
 D = Decimal
@@ -44,6 +56,7 @@ HOT: LabelKey = ("hot_water", None, None)
 COLD: LabelKey = ("cold_water", None, None)
 EE_DAY: LabelKey = ("electricity", "day", None)
 HOT_KITCHEN: LabelKey = ("hot_water", "kitchen", None)
+HOT_BATH: LabelKey = ("hot_water", "bath", None)
 COLD_KITCHEN: LabelKey = ("cold_water", "kitchen", None)
 # Coded forms: 1ЭД, 1ЭН, 1Э, 1Г, 2Г, 1Х, 2Х.
 C_1ED: LabelKey = ("electricity", "day", 1)
@@ -309,6 +322,73 @@ REAL_WORLD_MESSAGES: list[tuple[str, Expected]] = [
      reads(ACC, ("12345", DAY), ("6789", NIGHT))),
     ("1234567890 ПОКАЗАНИЯ: Д - 12345, Н - 6789. Спасибо! Иванова",
      reads(ACC, ("12345", DAY), ("6789", NIGHT))),
+    # --- labels after values: the first value has no label before it and a label follows
+    # the last value; then each label belongs to the value before it ----------------------
+    ("1234567890 12345 день 6789 ночь", reads(ACC, ("12345", DAY), ("6789", NIGHT))),
+    ("1234567890 12345 (день) 6789 (ночь)", reads(ACC, ("12345", DAY), ("6789", NIGHT))),
+    ("1234567890 123 (кухня) 45 (ванна)", reads(ACC, ("123", KITCHEN), ("45", BATH))),
+    ("1234567890 12345(Т1) 6789(Т2)", reads(ACC, ("12345", DAY), ("6789", NIGHT))),
+    ("1234567890 12345 Д 6789 Н", reads(ACC, ("12345", DAY), ("6789", NIGHT))),
+    ("1234567890 12345 (Д) 6789 (Н)", reads(ACC, ("12345", DAY), ("6789", NIGHT))),
+    ("1234567890 12345день 6789ночь", reads(ACC, ("12345", DAY), ("6789", NIGHT))),
+    ("1234567890 6789 ночь 12345 день", reads(ACC, ("6789", NIGHT), ("12345", DAY))),
+    ("1234567890 12345 (день), 6789 (ночь).", reads(ACC, ("12345", DAY), ("6789", NIGHT))),
+    ("1234567890,12345 (день),6789 (ночь)", reads(ACC, ("12345", DAY), ("6789", NIGHT))),
+    ("1234567890 12345 день 6789 ночь спасибо", reads(ACC, ("12345", DAY), ("6789", NIGHT))),
+    ("1234567890 12345 (T2)", reads(ACC, ("12345", NIGHT))),  # Latin T
+    ("1234567890 12345 ночь", reads(ACC, ("12345", NIGHT))),
+    ("1234567890 12 ГВС 7 ХВС", reads(ACC, ("12", HOT), ("7", COLD))),
+    ("1234567890 12 (ГВС кухня) 7 (ГВС ванна)", reads(ACC, ("12", HOT_KITCHEN), ("7", HOT_BATH))),
+    ("1234567890 12345 6789 ночь", reads(ACC, "12345", ("6789", NIGHT))),
+    ("1234567890 12345 день 6789 7 ночь",
+     reads(ACC, ("12345", DAY), "6789", ("7", NIGHT))),
+    # A label glued to the value after it stays that value's, even among labels after.
+    ("1234567890 12345 день 6789 н7 8 ночь",
+     reads(ACC, ("12345", DAY), "6789", ("7", NIGHT), ("8", NIGHT))),
+    # Read with labels after, a value would get two labels: labels before, as always.
+    ("1234567890 12345 день 6789 н7 ночь", reads(ACC, "12345", ("6789", DAY), ("7", NIGHT))),
+    ("1234567890 12345 н6789 ночь", reads(ACC, "12345", ("6789", NIGHT))),
+    ("1234567890 12345 день 6789 1эн7 ночь", reads(ACC, "12345", ("6789", DAY), ("7", C_1EN))),
+    # No label after the last value: labels stand before values, as they always did.
+    ("1234567890 12345 н 6789", reads(ACC, "12345", ("6789", NIGHT))),
+    ("1234567890 12345 (день) 6789", reads(ACC, "12345", ("6789", DAY))),
+    ("1234567890 12345 день 6789 ночь 5",
+     reads(ACC, "12345", ("6789", DAY), ("5", NIGHT))),
+    ("1234567890 д 12345 6789 ночь", reads(ACC, ("12345", DAY), "6789")),
+    # A label after the last value counts only with nothing but separators after it: with
+    # a signature after it, it goes with the signature.
+    ("1234567890 12345 день 6789 ночь. Иванова", reads(ACC, "12345", ("6789", DAY))),
+    ("1234567890 12345 6789 (день) (ночь)", reads(ACC, "12345", "6789")),
+    # --- en and em dashes separate (phones make "—" of "--"); a dash is never a minus ------
+    ("1234567890 — 12345 — 6789", reads(ACC, "12345", "6789")),
+    ("1234567890–12345–6789", reads(ACC, "12345", "6789")),
+    ("1234567890 12345—6789", reads(ACC, "12345", "6789")),
+    ("1234567890 —12345", reads(ACC, "12345")),
+    ("1234567890 —— 12345", reads(ACC, "12345")),
+    ("1234567890 – 12345 – 6789 —", reads(ACC, "12345", "6789")),
+    ("1234567890 д — 12345 н — 6789", reads(ACC, ("12345", DAY), ("6789", NIGHT))),
+    ("1234567890 — 12345 (день) — 6789 (ночь)", reads(ACC, ("12345", DAY), ("6789", NIGHT))),
+    # The minus sign U+2212 is no separator: it is refused, never read as a minus.
+    ("1234567890 12345 −6789", unparseable(ACC, "Непонятное слово «−6789»")),
+    # --- a unit after each value ----------------------------------------------------------
+    ("1234567890 12345 кВт 6789 кВт", reads(ACC, "12345", "6789")),
+    ("1234567890 123 м3 45 м3", reads(ACC, "123", "45")),
+    ("1234567890 12345кВт 6789кВт", reads(ACC, "12345", "6789")),
+    ("1234567890 12345 квт 6789 КВТ", reads(ACC, "12345", "6789")),
+    ("1234567890 12345 кВтч 6789 кВт*ч", reads(ACC, "12345", "6789")),
+    ("1234567890 12345 кВт.ч 6789 квт/ч", reads(ACC, "12345", "6789")),
+    ("1234567890 12345 кВт. 6789 кВт.", reads(ACC, "12345", "6789")),
+    ("1234567890 123 м³ 45 куб", reads(ACC, "123", "45")),
+    ("1234567890 123 куб.м 45 кубов", reads(ACC, "123", "45")),
+    ("1234567890 123м3", reads(ACC, "123")),
+    ("1234567890 12345 kBт", reads(ACC, "12345")),  # Latin k, B
+    ("1234567890 123,45 м3 67,8 м3", reads(ACC, "123.45", "67.8")),
+    ("1234567890 д 12345 кВт н 6789 кВт", reads(ACC, ("12345", DAY), ("6789", NIGHT))),
+    ("1234567890 12345 кВт (день) 6789 кВт (ночь)",
+     reads(ACC, ("12345", DAY), ("6789", NIGHT))),
+    ("1234567890 ГВС 12 м3 7 м3", reads(ACC, ("12", HOT), "7")),
+    # A unit glued to more digits is not a unit: no number is changed by taking it apart.
+    ("1234567890 123 м345", unparseable(ACC, "Непонятное слово «м345»")),
     # --- commands -------------------------------------------------------------------------
     ("ПОМОЩЬ", HELP),
     ("помощь", HELP),
@@ -326,6 +406,24 @@ REAL_WORLD_MESSAGES: list[tuple[str, Expected]] = [
     ("last 1234567890", LAST),
     ("? 1234567890", LAST),
     ("０１２３４５６７８９ ?", Command("last", "0123456789")),
+    # Fillers, punctuation and "?" around a command's words change nothing.
+    ("ПОСЛЕДНИЕ показания 1234567890", LAST),
+    ("последние ЛС 1234567890", LAST),
+    ("LAST: 1234567890", LAST),
+    ("Последние: л/с 1234567890", LAST),
+    ("последние №1234567890", LAST),
+    ("ЛС 1234567890 ?", LAST),
+    ("1234567890 ??", LAST),
+    ("HELP?", HELP),
+    ("помощь!", HELP),
+    ("Помощь.", HELP),
+    ("ПОМОЩЬ ?", HELP),
+    ("Справка!", HELP),
+    ("??", HELP),
+    ("Здравствуйте! Помощь", HELP),
+    # A text with two numbers is never a command.
+    ("последние 1234567890 12345", unparseable(ACC, "Непонятное слово «последние»")),
+    ("помощь 1234567890", unparseable(ACC, "Непонятное слово «помощь»")),
     # --- not readings: no digit at all ----------------------------------------------------
     ("привет", NOT_READINGS),
     ("спасибо", NOT_READINGS),
@@ -814,3 +912,113 @@ def test_extra_spaces_next_to_spaces_change_nothing(case: tuple[str, str]) -> No
 @given(st.sampled_from(_READINGS_TEXTS), st.sampled_from([" спасибо", " Спасибо!", " СПАСИБО."]))
 def test_a_trailing_thank_you_changes_no_readings(text: str, thanks: str) -> None:
     assert _outcome(text + thanks) == _outcome(text)
+
+
+# --- labels after values -----------------------------------------------------------------
+
+
+def _render_after(submission: Submission, brackets: bool) -> str:
+    """``submission`` with each label after its value: ``12345 день`` or ``12345(день)``."""
+    parts = [submission.account]
+    for item in submission.items:
+        value = format(item.value, "f")
+        if item.label is None:
+            parts.append(value)
+        elif brackets:
+            parts.append(f"{value}({item.label.text})")
+        else:
+            parts.append(f"{value} {item.label.text}")
+    return " ".join(parts)
+
+
+@st.composite
+def _ending_in_a_label(draw: st.DrawFn) -> Submission:
+    """Word labels (no codes) on some values, and always on the last one."""
+    items = list(draw(_items(_WORD_LABELS)))
+    last = items[-1]
+    items[-1] = Value(last.value, last.raw, draw(st.sampled_from(_WORD_LABELS)))
+    return Submission(draw(_ACCOUNTS), tuple(items))
+
+
+@settings(max_examples=200, deadline=None)
+@given(_ending_in_a_label(), st.booleans())
+def test_labels_written_after_their_values_are_read_back(
+    submission: Submission, brackets: bool
+) -> None:
+    """``12345 день 6789 ночь`` and ``12345(день) 6789(ночь)`` give each value its label."""
+    again = parse_submission(_render_after(submission, brackets))
+    assert again.account == submission.account
+    assert [(i.value, _label_key(i.label)) for i in again.items] == [
+        (i.value, _label_key(i.label)) for i in submission.items
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.builds(Submission, _ACCOUNTS, _items(_WORD_LABELS)), st.sampled_from(_WORD_LABELS))
+def test_a_label_after_the_last_value_never_moves_labels_written_before(
+    submission: Submission, extra: Label
+) -> None:
+    """A message whose first value has a label before it keeps every label where it was
+    written, whatever label follows its last value."""
+    first = submission.items[0]
+    labelled = Value(first.value, first.raw, extra)
+    submission = Submission(submission.account, (labelled, *submission.items[1:]))
+    again = parse_submission(f"{render_submission(submission)} {extra.text}")
+    assert [(i.value, _label_key(i.label)) for i in again.items] == [
+        (i.value, _label_key(i.label)) for i in submission.items
+    ]
+
+
+# --- commands are never made of readings ---------------------------------------------------
+
+_NUMBER = st.from_regex(r"[0-9]{1,12}", fullmatch=True)
+_COMMAND_NOISE = st.sampled_from(
+    [" ", ": ", "? ", "!", ".", " показания ", " ЛС ", " л/с ", "помощь ", "последние ", "LAST "]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_NUMBER, _COMMAND_NOISE), max_size=8).map(" ".join))
+def test_a_text_with_two_numbers_is_never_a_command(text: str) -> None:
+    if len(re.findall(r"[0-9]+", text)) >= 2:
+        assert parse_command(text) is None
+
+
+# --- the runner of the LALR tables reads what lark reads ------------------------------------
+
+
+def _runner_and_lark(text: str) -> tuple[object, object]:
+    """(the runner's reading of ``text``, lark's reading through the same actions);
+    None where one cannot read it, the ParseError's message where one raises."""
+    results: list[object] = []
+    for read in (_runner().parse, lambda t: _from_tree(_parser().parse(t))):
+        try:
+            results.append(read(text))
+        except LarkError:
+            results.append(None)
+        except ParseError as err:
+            results.append(err.message)
+    return results[0], results[1]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        st.sampled_from(_ALL_TEXTS).map(lambda t: canonical(t, _is_label)),
+        st.lists(st.sampled_from(_SOUP_PIECES), max_size=20).map(
+            lambda pieces: canonical("".join(pieces), _is_label)
+        ),
+        from_lark(_parser(), explicit=_lark_explicit()),
+    )
+)
+def test_the_table_runner_reads_exactly_what_lark_reads(text: str) -> None:
+    """parsers.lalr runs lark's own tables faster; it must agree with lark on every text:
+    the same Submission, or both refusing it."""
+    ours, lark = _runner_and_lark(text)
+    assert ours == lark
+
+
+@pytest.mark.parametrize("text", _ALL_TEXTS)
+def test_the_table_runner_reads_every_table_message_as_lark_does(text: str) -> None:
+    ours, lark = _runner_and_lark(canonical(text, _is_label))
+    assert ours == lark

@@ -470,6 +470,94 @@ def test_service_word_repeated_past_its_registers_is_ambiguous() -> None:
     assert assigned(HOT_TWO, "1234567890 ГВС 12 ГВС 7 ГВС 5") == ambiguous("гвс")
 
 
+# --- labels: a service word before fewer values than its registers -----------------------
+
+
+@pytest.mark.parametrize(
+    ("acc", "text", "detail", "value", "choices"),
+    [
+        (DAY_NIGHT, "1234567890 ЭЭ 12100", "ээ", "12100", [1, 2]),
+        (DAY_NIGHT, "1234567890 свет 12100", "свет", "12100", [1, 2]),
+        (DAY_NIGHT, "1234567890 э/э 12100,5", "э/э", "12100.5", [1, 2]),
+        (HOT_TWO, "1234567890 ГВС 12", "гвс", "12", [1, 2]),
+        (COLD_TWO, "1234567890 ХВС 5", "хвс", "5", [1, 2]),
+        (FULL, "1234567890 ХВС 5", "хвс", "5", [5, 6]),
+        (FULL, "1234567890 ЭЭ 12345 ГВС 12 7", "ээ", "12345", [1, 2]),
+        (HOT_TWO, "1234567890 ГВС 12 ГВС 7", "гвс", "12", [1, 2]),
+        (HOT_TWO, "1234567890 ГВС 12 ванна 7", "гвс", "12", [1, 2]),
+        (DAY_NIGHT, "1234567890 12100 ЭЭ", "ээ", "12100", [1, 2]),  # written after its value
+        (DAY_NIGHT, "1234567890 12100 (ЭЭ)", "ээ", "12100", [1, 2]),
+    ],
+)
+def test_service_word_before_one_value_of_two_registers_is_ambiguous_with_the_choices(
+    acc: Account, text: str, detail: str, value: str, choices: list[int]
+) -> None:
+    """``ЭЭ 12100`` on a day/night meter may be either register (or the display's total):
+    never the first register by default; the rejection names both, and the value."""
+    result = assigned(acc, text)
+    assert result == ambiguous(detail)
+    assert isinstance(result, Rejection)
+    assert [r.id for r in result.choices] == choices
+    assert result.choice_value == D(value)
+
+
+def test_service_word_before_as_many_values_as_its_registers_takes_them_in_order() -> None:
+    assert assigned(DAY_NIGHT, "1234567890 ЭЭ 12345 6789") == [(1, D(12345)), (2, D(6789))]
+
+
+def test_service_word_with_a_zone_is_not_ambiguous() -> None:
+    assert assigned(DAY_NIGHT, "1234567890 ЭЭ день 12100") == [(1, D(12100))]
+
+
+def test_service_word_of_a_one_register_service_is_that_register() -> None:
+    assert assigned(THREE_SERVICES, "1234567890 ГВС 20") == [(2, D(20))]
+
+
+def test_service_word_on_a_full_account_takes_its_two_values_not_the_next_service() -> None:
+    assert assigned(FULL, "1234567890 ЭЭ 12345 6789 ГВС 12 7") == [
+        (1, D(12345)),
+        (2, D(6789)),
+        (3, D(12)),
+        (4, D(7)),
+    ]
+
+
+def test_the_choices_of_a_rejection_take_no_part_in_its_equality() -> None:
+    """Two rejections for the same label are equal whichever registers they list."""
+    with_choices = Rejection(
+        ErrorCode.AMBIGUOUS_LABEL,
+        detail="ээ",
+        choices=DAY_NIGHT.ordered_registers,
+        choice_value=D(1),
+    )
+    assert with_choices == ambiguous("ээ")
+
+
+# --- labels written after their values ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("acc", "text", "expected"),
+    [
+        (DAY_NIGHT, "1234567890 12345 день 6789 ночь", [(1, D(12345)), (2, D(6789))]),
+        (DAY_NIGHT, "1234567890 6789 (ночь) 12345 (день)", [(1, D(12345)), (2, D(6789))]),
+        (DAY_NIGHT, "1234567890 12345(Т1) 6789(Т2)", [(1, D(12345)), (2, D(6789))]),
+        (DAY_NIGHT, "1234567890 6789 ночь", [(2, D(6789))]),
+        (HOT_TWO, "1234567890 7 (ванна) 12 (кухня)", [(1, D(12)), (2, D(7))]),
+        (FULL, "1234567890 12 (ГВС кухня) 5 (ХВС ванна)", [(3, D(12)), (6, D(5))]),
+    ],
+)
+def test_labels_after_their_values_name_their_registers(
+    acc: Account, text: str, expected: list[tuple[int, Decimal]]
+) -> None:
+    assert assigned(acc, text) == expected
+
+
+def test_label_before_the_second_value_keeps_meaning_the_second_value() -> None:
+    """No label after the last value: ``12345 н 6789`` is day 12345, night 6789."""
+    assert assigned(DAY_NIGHT, "1234567890 12345 н 6789") == [(1, D(12345)), (2, D(6789))]
+
+
 # --- labels: coded forms ----------------------------------------------------------------
 
 
@@ -515,7 +603,9 @@ def test_naming_only_night_returns_only_the_night_pair() -> None:
 
 
 def test_naming_only_cold_water_returns_only_that_pair() -> None:
-    assert assigned(FULL, "1234567890 ХВС 5") == [(5, D(5))]
+    # Was "ХВС 5": a service word before one value of kitchen + bath is ambiguous now
+    # (test_service_word_before_one_value_of_two_registers_is_ambiguous_with_the_choices).
+    assert assigned(FULL, "1234567890 ХВС кухня 5") == [(5, D(5))]
 
 
 def test_naming_some_registers_of_a_full_account_returns_them_in_register_order() -> None:

@@ -870,3 +870,77 @@ def test_correction_and_next_period_replies_fit_two_segments_in_the_worst_case(
     assert len(text) <= SMS_LIMIT
     assert text.startswith("Испр" if corrected else "Принято")
     assert ("за 12.2026" in text) is (period is not None)
+
+
+# --- a service word before one value of two registers: which one? ---------------------------
+
+
+def _which_register(account: Account, detail: str, value: str, service: Service) -> Rejection:
+    """The rejection matching gives ``ЭЭ 12100`` (``detail``, ``value``) on ``account``."""
+    choices = tuple(r for r in account.ordered_registers if r.service is service)
+    return Rejection(
+        ErrorCode.AMBIGUOUS_LABEL, detail=detail, choices=choices, choice_value=D(value)
+    )
+
+
+def test_a_service_word_before_one_value_asks_day_or_night_with_an_example_of_each() -> None:
+    account = account_of(*ELECTRICITY_DAY_NIGHT)
+    rejection = _which_register(account, "ээ", "12100", E)
+    assert replies.rejected(account, rejection, TODAY) == (
+        "ЛС 1234567890: «ЭЭ 12100» — день или ночь? Напишите, например: день 12100 или ночь 12100."
+    )
+
+
+def test_a_water_service_word_asks_kitchen_or_bath_with_the_decimal_comma() -> None:
+    account = account_of((HW, Zone.KITCHEN), (HW, Zone.BATH))
+    rejection = _which_register(account, "гвс", "12.5", HW)
+    assert replies.rejected(account, rejection, TODAY) == (
+        "ЛС 1234567890: «ГВС 12,5» — кухня или ванна? "
+        "Напишите, например: ГВС кухня 12,5 или ГВС ванна 12,5."
+    )
+
+
+def test_a_service_word_that_is_no_abbreviation_is_echoed_as_written() -> None:
+    account = account_of(*ELECTRICITY_DAY_NIGHT)
+    text = replies.rejected(account, _which_register(account, "свет", "12100", E), TODAY)
+    assert text.startswith("ЛС 1234567890: «свет 12100» — день или ночь?")
+
+
+def test_the_which_register_question_falls_back_to_short_labels_for_a_long_account() -> None:
+    account = six_account(ACCOUNT_32)
+    rejection = _which_register(account, "хвс", "999999.999", CW)
+    assert replies.rejected(account, rejection, TODAY) == (
+        f"ЛС {ACCOUNT_32}: «ХВС 999999,999» — кухня или ванна? "
+        "Напишите, напр.: ХВС К 999999,999 или ХВС В 999999,999."
+    )
+
+
+def test_registers_without_distinct_zones_get_the_generic_ambiguous_text() -> None:
+    account = account_of((HW, Zone.SINGLE), (HW, Zone.SINGLE))
+    rejection = _which_register(account, "гвс", "12", HW)
+    assert replies.rejected(account, rejection, TODAY) == replies.rejected(
+        account, Rejection(ErrorCode.AMBIGUOUS_LABEL, detail="гвс"), TODAY
+    )
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_the_which_register_question_fits_and_is_valid_for_hostile_inputs(
+    data: st.DataObject,
+) -> None:
+    account = data.draw(hostile_accounts())
+    service = data.draw(st.sampled_from([r.service for r in account.registers]))
+    choices = tuple(r for r in account.ordered_registers if r.service is service)
+    rejection = Rejection(
+        ErrorCode.AMBIGUOUS_LABEL,
+        detail=data.draw(ECHO),
+        choices=choices,
+        choice_value=data.draw(VALUES),
+    )
+    text = replies.rejected(account, rejection, TODAY)
+
+    assert len(text) <= SMS_LIMIT and sms_units(text) <= SMS_LIMIT, text
+    assert XML_INVALID.search(text) is None, repr(text)
+    assert not [c for c in text if unicodedata.category(c) in ("Cc", "Cs")], repr(text)
+    if sms_units(account.number) <= 32:
+        assert replies.safe(account.number) in text, (account.number, text)
