@@ -318,8 +318,24 @@ class Database:
             finally:
                 if self._writer.in_transaction():
                     self._writer.rollback()
-        with self._writer.begin():
-            return work(UnitOfWork(self._writer))
+        try:
+            with self._writer.begin():
+                return work(UnitOfWork(self._writer))
+        except BaseException:
+            self._discard_open_transaction()
+            raise
+
+    def _discard_open_transaction(self) -> None:
+        """After a failed unit of work: when SQLite still holds its transaction (a COMMIT
+        that failed, e.g. on a deferred constraint or a full disk, leaves it open), the
+        connection is dropped, which rolls it back; the next unit of work opens a new one.
+        Otherwise every later BEGIN would fail."""
+        writer = self._writer
+        if writer is None or writer.invalidated or writer.closed:
+            return
+        raw = writer.connection.dbapi_connection
+        if raw is not None and getattr(raw, "in_transaction", False):
+            writer.invalidate()
 
     def _close_writer(self) -> None:
         if self._writer is not None:
