@@ -113,12 +113,17 @@ def _guarded(command: Coroutine[Any, Any, int]) -> int:
     one line on standard error and an exit code, never a traceback."""
     try:
         return asyncio.run(command)
-    except SchemaMismatch as exc:
+    except (SchemaMismatch, StorageUnavailable) as exc:
+        return _refused(exc)
+
+
+def _refused(exc: SchemaMismatch | StorageUnavailable) -> int:
+    """The one line and the exit code for a database a command cannot use."""
+    if isinstance(exc, SchemaMismatch):
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
-    except StorageUnavailable as exc:
-        print(f"gateway: the database is unavailable ({exc}); try again later", file=sys.stderr)
-        return EXIT_TEMPFAIL
+    print(f"gateway: the database is unavailable ({exc}); try again later", file=sys.stderr)
+    return EXIT_TEMPFAIL
 
 
 async def _with_gateway(settings: Settings, handler: object, args: argparse.Namespace) -> int:
@@ -406,10 +411,6 @@ def _serve(settings: Settings, host: str, port: int) -> int:
             access_log=None,
             loop=_event_loop(),
         )
-    except SchemaMismatch as exc:
-        print(f"gateway: {exc}", file=sys.stderr)
-        return 2
-    except StorageUnavailable as exc:
-        print(f"gateway: the database is unavailable ({exc}); try again later", file=sys.stderr)
-        return EXIT_TEMPFAIL
+    except (SchemaMismatch, StorageUnavailable) as exc:
+        return _refused(exc)
     return 0

@@ -272,16 +272,7 @@ class Intake:
         for line in batch:
             decision = self._evaluate(uow, message, _Read(line.result), scope)
             decision.outcome = self._worded(message.channel, decision.outcome)
-            if decision.readings:
-                assert decision.taken_on is not None and decision.period is not None
-                uow.add_readings(
-                    message_id,
-                    decision.readings,
-                    message.received_at,
-                    decision.taken_on,
-                    decision.period,
-                    held=decision.held,
-                )
+            _store_readings(uow, message_id, message, decision)
             added.append(ListLine(line.number, line.text, decision.outcome))
         if last:
             finished = ListResult(message_id, (*done, *added))
@@ -346,16 +337,7 @@ class Intake:
         # audit row holds the reply that goes out.
         decision.outcome = self._worded(message.channel, decision.outcome)
         message_id = uow.record_message(message, decision.outcome)
-        if decision.readings:
-            assert decision.taken_on is not None and decision.period is not None
-            uow.add_readings(
-                message_id,
-                decision.readings,
-                message.received_at,
-                decision.taken_on,
-                decision.period,
-                held=decision.held,
-            )
+        _store_readings(uow, message_id, message, decision)
         return _Handled(message.channel, decision.outcome, message_id, decision)
 
     def _worded(self, channel: str, outcome: Outcome) -> Outcome:
@@ -544,6 +526,22 @@ def _parse_now(text: str) -> Parsed:
         return parse_message(text)
     except ParseError as err:
         return err
+
+
+def _store_readings(
+    uow: UnitOfWork, message_id: int, message: InboundMessage, decision: _Decision
+) -> None:
+    """The readings a decision took, stored with the message they came in."""
+    if decision.readings:
+        assert decision.taken_on is not None and decision.period is not None
+        uow.add_readings(
+            message_id,
+            decision.readings,
+            message.received_at,
+            decision.taken_on,
+            decision.period,
+            held=decision.held,
+        )
 
 
 def _log_unavailable(message: InboundMessage, exc: StorageUnavailable) -> None:
