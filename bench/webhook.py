@@ -311,11 +311,17 @@ def gateway_env(database_url: str, token: str, public_url: str) -> dict[str, str
 
 
 def import_registry(files: dict[str, Path], env: dict[str, str]) -> str:
-    command = [sys.executable, "-m", "gateway", "import"]
+    """``gateway db upgrade`` then ``gateway import``, as a supplier would."""
+    _gateway(["db", "upgrade"], env)
+    command = ["import"]
     for kind, path in files.items():
         command += [f"--{kind}", str(path)]
+    return _gateway(command, env)
+
+
+def _gateway(args: list[str], env: dict[str, str]) -> str:
     done = subprocess.run(
-        command,
+        [sys.executable, "-m", "gateway", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -325,7 +331,7 @@ def import_registry(files: dict[str, Path], env: dict[str, str]) -> str:
     )
     if done.returncode != 0:
         raise RuntimeError(
-            f"gateway import exited {done.returncode}:\n{done.stdout}\n{done.stderr[-3000:]}"
+            f"gateway {args[0]} exited {done.returncode}:\n{done.stdout}\n{done.stderr[-3000:]}"
         )
     return done.stdout.strip()
 
