@@ -18,7 +18,7 @@ from aiohttp import web
 from billing_bridge.charge import normative_charge
 from gateway import logging as gateway_logging
 from gateway.bootstrap import Gateway, database, gateway
-from gateway.domain.errors import SchemaMismatch, StorageUnavailable
+from gateway.domain.errors import AccountNeeded, SchemaMismatch, StorageUnavailable
 from gateway.domain.model import InboundMessage
 from gateway.registry import ORDER, FileReport, import_file
 from gateway.settings import Settings, SettingsError
@@ -60,9 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     review_list.add_argument("--json", action="store_true")
     approve = review_sub.add_parser("approve", help="accept a held submission and bill it")
     approve.add_argument("id", type=int, help="the submission (message) id from 'review list'")
+    approve.add_argument(
+        "--account", help="the account decided, when the submission (a list) holds several"
+    )
     reject = review_sub.add_parser("reject", help="refuse a held submission")
     reject.add_argument("id", type=int)
     reject.add_argument("--reason", required=True, help="told to the customer")
+    reject.add_argument("--account", help="the account decided, when the submission holds several")
 
     lst = sub.add_parser(
         "list", help="run an elder's group list through the intake, as the email channel would"
@@ -350,10 +354,14 @@ async def _review(gw: Gateway, args: argparse.Namespace) -> int:
                 f"+{h.consumption}{per_day} period {h.period} via {h.channel}"
             )
         return 0
-    if args.action == "approve":
-        decided = await review.approve(args.id)
-    else:
-        decided = await review.reject(args.id, args.reason)
+    try:
+        if args.action == "approve":
+            decided = await review.approve(args.id, args.account)
+        else:
+            decided = await review.reject(args.id, args.reason, args.account)
+    except AccountNeeded as exc:
+        print(f"gateway review: {exc}", file=sys.stderr)
+        return 2
     if not decided:
         print(f"gateway review: nothing of submission {args.id} is held", file=sys.stderr)
         return 1

@@ -27,25 +27,30 @@ class Review:
     async def held(self) -> list[StoredReading]:
         return await self._db.run(lambda uow: uow.held())
 
-    async def approve(self, message_id: int) -> list[StoredReading]:
-        return await self._decide(message_id, approve=True, reason=None)
+    async def approve(self, message_id: int, account: str | None = None) -> list[StoredReading]:
+        """Approve the held readings of one submission for one account (``account`` may
+        be left out when the submission holds only one's: see ``UnitOfWork.decide``)."""
+        return await self._decide(message_id, approve=True, reason=None, account=account)
 
-    async def reject(self, message_id: int, reason: str) -> list[StoredReading]:
-        return await self._decide(message_id, approve=False, reason=reason)
+    async def reject(
+        self, message_id: int, reason: str, account: str | None = None
+    ) -> list[StoredReading]:
+        return await self._decide(message_id, approve=False, reason=reason, account=account)
 
     async def _decide(
-        self, message_id: int, *, approve: bool, reason: str | None
+        self, message_id: int, *, approve: bool, reason: str | None, account: str | None
     ) -> list[StoredReading]:
         now = self._clock()
 
         def decide(uow: UnitOfWork) -> tuple[list[StoredReading], Charge | None]:
-            decided = uow.decide(message_id, approve=approve, note=reason, now=now)
+            decided = uow.decide(message_id, approve=approve, note=reason, now=now, account=account)
             if not decided or not approve:
                 return decided, None
-            account = uow.load_account(decided[0].account)
-            assert account is not None  # its readings reference it
+            # One account's readings: charged with that account's own debt.
+            owner = uow.load_account(decided[0].account)
+            assert owner is not None  # its readings reference it
             on = decided[0].taken_on
-            return decided, preliminary_charge(lines(decided), uow.load_tariffs(), account.debt, on)
+            return decided, preliminary_charge(lines(decided), uow.load_tariffs(), owner.debt, on)
 
         decided, charge = await self._db.run(decide)
         if not decided:

@@ -41,6 +41,18 @@ class StorageUnavailable(GatewayError):
     retryable = True
 
 
+class AccountNeeded(GatewayError):
+    """A held submission holds several accounts' readings (a list): a review decision
+    names the account it decides."""
+
+    def __init__(self, message_id: int, accounts: tuple[str, ...]) -> None:
+        super().__init__(
+            f"submission {message_id} holds readings of several accounts: "
+            f"{', '.join(accounts)}; name one with --account"
+        )
+        self.accounts = accounts
+
+
 class SchemaMismatch(GatewayError):
     """The database's schema is not the one this gateway needs: `gateway db upgrade`
     brings it there, unless it is not the gateway's or a newer gateway upgraded it."""

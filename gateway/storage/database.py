@@ -29,7 +29,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from gateway.domain.errors import SchemaMismatch, StorageUnavailable
+from gateway.domain.errors import AccountNeeded, SchemaMismatch, StorageUnavailable
 from gateway.domain.model import (
     Account,
     Capacity,
@@ -804,17 +804,30 @@ class UnitOfWork:
         return [_stored_reading(row) for row in rows]
 
     def decide(
-        self, message_id: int, *, approve: bool, note: str | None, now: datetime
+        self,
+        message_id: int,
+        *,
+        approve: bool,
+        note: str | None,
+        now: datetime,
+        account: str | None = None,
     ) -> list[StoredReading]:
-        """Approve or decline the held readings of one message; returns them, or an empty
-        list when nothing of it is held any more. Approved readings supersede the accepted
-        ones of their period (a held reading is always its register's newest) and are
-        queued for billing; declined ones leave the accepted ones in force."""
-        rows = self.conn.execute(
-            _STORED.where(_r.status == "held", _r.message_id == message_id).order_by(_r.id)
-        ).all()
+        """Approve or decline the held readings of one message for one account (a list
+        may hold several accounts' lines; ``account`` may be left out when it holds one);
+        returns them, or an empty list when nothing of it is held any more. Approved
+        readings supersede the accepted ones of their period (a held reading is always its
+        register's newest) and are queued for billing; declined ones leave the accepted
+        ones in force. Raises :class:`AccountNeeded` when the message holds several
+        accounts and none is named."""
+        held = _STORED.where(_r.status == "held", _r.message_id == message_id)
+        if account is not None:
+            held = held.where(_reg.account == account)
+        rows = self.conn.execute(held.order_by(_r.id)).all()
         if not rows:
             return []
+        accounts = sorted({row.account for row in rows})
+        if len(accounts) > 1:
+            raise AccountNeeded(message_id, tuple(accounts))
         if not approve:
             ids = [row.id for row in rows]
             self.conn.execute(

@@ -12,11 +12,14 @@ import pytest
 from aiohttp import web
 
 from gateway.bootstrap import Gateway, gateway
+from gateway.domain.errors import AccountNeeded
+from gateway.domain.model import InboundMessage
+from gateway.registry import import_file
 from gateway.settings import Settings
 from gateway.storage import tables as t
-from tests.conftest import Clock, loopback, select_rows
+from tests.conftest import ACCOUNTS, TARIFFS, Clock, Registry, load_registry, loopback, select_rows
 from tests.integration.test_intake import send
-from tests.integration.test_periods import _history
+from tests.integration.test_periods import _history, moscow_noon
 
 SID = "AC" + "1" * 32
 
@@ -236,3 +239,50 @@ async def test_a_decision_without_twilio_configured_is_still_recorded(
 
         assert [d.reading_id for d in decided] == [item.reading_id]
         assert await gw.review.held() == []
+
+
+TWO_HISTORIES = """account,meter,service,zone,digits,verified_until,last_value,last_date
+1234567890,517480,electricity,single,6.1,2031-12-31,4000,2026-08-20
+1234567891,611002,electricity,single,5.1,2030-06-30,4000,2026-08-20
+"""
+
+
+@pytest.fixture
+async def held_list(
+    settings: Settings, clock: Clock, tmp_path: Path
+) -> AsyncIterator[tuple[Gateway, int]]:
+    """One elder's list holding two accounts' outliers (ids of the list's message)."""
+    async with gateway(settings, clock) as gw:
+        await load_registry(gw, tmp_path, Registry(ACCOUNTS, TWO_HISTORIES, TARIFFS))
+        elders = tmp_path / "elders.csv"
+        elders.write_text("email,building\nelder@example.org,b1\n", encoding="utf-8")
+        await import_file(gw.db, "elders", elders)
+        for month, value in ((9, 4300), (10, 4600)):
+            clock.now = moscow_noon(20, month)
+            for account in ("1234567890", "1234567891"):
+                assert (await send(gw, f"{account} {value}")).status == "accepted"
+        clock.now = moscow_noon(20, 11)
+        text = "кв. 1 — 1234567890 5530\nкв. 2 — 1234567891 5530\n"
+        result = await gw.intake.handle_list(
+            InboundMessage("email", "elder@example.org", text, clock())
+        )
+        assert [line.outcome.status.value for line in result.lines] == ["held", "held"]
+        yield gw, result.message_id
+
+
+async def test_a_list_holding_two_accounts_is_decided_per_account(
+    held_list: tuple[Gateway, int],
+) -> None:
+    gw, message_id = held_list
+    with pytest.raises(AccountNeeded) as refused:
+        await gw.review.approve(message_id)
+    assert refused.value.accounts == ("1234567890", "1234567891")
+
+    approved = await gw.review.approve(message_id, "1234567890")
+
+    assert [r.account for r in approved] == ["1234567890"]
+    still_held = await gw.review.held()
+    assert [(h.message_id, h.account) for h in still_held] == [(message_id, "1234567891")]
+    declined = await gw.review.reject(message_id, "Проверьте показание.", "1234567891")
+    assert [r.account for r in declined] == ["1234567891"]
+    assert await gw.review.held() == []
