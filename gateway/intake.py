@@ -440,9 +440,10 @@ class Intake:
             reason: Reason = Unanswered() if message.sender and helped else NeedsHelp()
             return _rejected(None, ErrorCode.NOT_READINGS, reason)
         account = uow.load_account(err.account) if err.account else None
-        if account is None:
-            return _rejected(err.account, ErrorCode.UNPARSEABLE, Unreadable(err.message))
-        return _rejected(account.number, ErrorCode.UNPARSEABLE, Unreadable(err.message, account))
+        unreadable = Unreadable(err.message, account, err.kind, err.token, err.position)
+        return _rejected(
+            err.account if account is None else account.number, ErrorCode.UNPARSEABLE, unreadable
+        )
 
     def _command(
         self, uow: UnitOfWork, message: InboundMessage, command: Command, today: date

@@ -22,7 +22,7 @@ from gateway.domain.outcome import (
     UnknownAccount,
     Unreadable,
 )
-from parsers import HELP_TEXT
+from parsers import HELP_TEXT, problem_text
 
 
 def sms(outcome: Outcome) -> str | None:
@@ -51,10 +51,8 @@ def sms(outcome: Outcome) -> str | None:
     if isinstance(reason, Unreadable):
         if reason.account is None:
             return replies.safe(reason.problem)
-        # The parser's wording is "Problem. Format hint": the account's own format
-        # replaces its generic hint.
-        problem = reason.problem.split(". ", 1)[0]
-        return replies.unparseable(reason.account, problem)
+        # The problem, then the account's own format instead of the generic hint.
+        return replies.unparseable(reason.account, problem_text(reason.kind, reason.token))
     if isinstance(reason, NotAuthorized):
         return replies.not_authorized(reason.account, reason.channel)
     if isinstance(reason, AccountRequired):

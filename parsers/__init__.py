@@ -14,6 +14,7 @@ from parsers.grammar import (
     parse_command,
     parse_message,
     parse_submission,
+    problem_text,
     render_submission,
 )
 from parsers.lists import ListLine, parse_list
@@ -32,5 +33,6 @@ __all__ = [
     "parse_list",
     "parse_message",
     "parse_submission",
+    "problem_text",
     "render_submission",
 ]

@@ -129,16 +129,32 @@ class ParseError(ValueError):
     """The text is not a readings message. Retrying the same text cannot help.
 
     ``code`` is ``unparseable``, or ``not_readings`` for text with no digit at all;
-    ``account`` is the leading account number when the text starts with one.
+    ``account`` is the leading account number when the text starts with one. What went
+    wrong, as data for whoever words it: ``kind`` (``no_values``, ``bad_number``,
+    ``unknown_word``, ``unreadable``, ``too_long``, ``no_digits``), and where: ``position``
+    (in the normalised text) and the ``token`` found there. ``message`` is this parser's
+    own wording (Russian, within two SMS segments).
     """
 
     retryable = False
 
-    def __init__(self, code: str, message: str, account: str | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        account: str | None = None,
+        *,
+        kind: str = "unreadable",
+        position: int | None = None,
+        token: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.account = account
+        self.kind = kind
+        self.position = position
+        self.token = token
 
 
 def _separator(text: str) -> str:
@@ -379,7 +395,7 @@ def parse_submission(text: str) -> Submission:
     bound it first (:func:`parse_message`, and :func:`parsers.parse_list` per line)."""
     text = canonical(text, _is_label)
     if _DIGIT.search(text) is None:
-        raise ParseError("not_readings", HELP_TEXT)
+        raise ParseError("not_readings", HELP_TEXT, kind="no_digits")
     result = _runner().parse(text)
     if result is None:
         try:
@@ -394,7 +410,7 @@ def parse_submission(text: str) -> Submission:
 def refuse_too_long(text: str) -> None:
     """Raise the ``unparseable`` :class:`ParseError` for a text over :data:`MAX_TEXT`."""
     if len(text) > MAX_TEXT:
-        raise ParseError("unparseable", TOO_LONG_TEXT)
+        raise ParseError("unparseable", TOO_LONG_TEXT, kind="too_long", position=MAX_TEXT)
 
 
 @cache
@@ -429,12 +445,26 @@ def _explain(exc: LarkError, text: str) -> ParseError:
             kind = exc.match_examples(_replay_example, ERROR_EXAMPLES, use_accepts=True)
         except Exception:  # lark 1.3.1 fails formatting a debug message for some states
             kind = None
-    problem = ERROR_TEXT.get(kind or "", "не удалось прочитать показания")
+    position = exc.pos_in_stream if isinstance(exc, UnexpectedInput) else None
+    token = None
     if kind == "unknown_word" and isinstance(exc, UnexpectedCharacters):
         start = exc.pos_in_stream or 0
-        word = (text[start : start + 16].split(maxsplit=1) or [""])[0]
-        problem = f"{problem} «{word[:15]}»"
-    return ParseError("unparseable", f"{problem[0].upper()}{problem[1:]}. {FORMAT_HINT}", account)
+        token = (text[start : start + 16].split(maxsplit=1) or [""])[0][:15]
+    problem = problem_text(kind or "unreadable", token)
+    return ParseError(
+        "unparseable",
+        f"{problem[0].upper()}{problem[1:]}. {FORMAT_HINT}",
+        account,
+        kind=kind or "unreadable",
+        position=position,
+        token=token,
+    )
+
+
+def problem_text(kind: str, token: str | None = None) -> str:
+    """This parser's words for a kind of mistake, with the token quoted when known."""
+    problem = ERROR_TEXT.get(kind, "не удалось прочитать показания")
+    return f"{problem} «{token}»" if token else problem
 
 
 def render_submission(submission: Submission) -> str:

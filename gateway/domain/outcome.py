@@ -121,11 +121,16 @@ class OutsideWindow:
 
 @dataclass(frozen=True, slots=True)
 class Unreadable:
-    """The text is not readings. ``problem`` is the parser's own wording of it;
-    ``account`` the sender's account when the text starts with a known one."""
+    """The text is not readings: the parser's ``kind`` of mistake, the ``token`` and
+    ``position`` (in the normalised text) where it found it, and its own wording
+    (``problem``); ``account`` is the sender's account when the text starts with a known
+    one."""
 
     problem: str
     account: Account | None = None
+    kind: str = "unreadable"
+    token: str | None = None
+    position: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

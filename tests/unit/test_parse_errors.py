@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from gateway.storage.tables import plain
-from parsers import ParseError, parse_submission
+from parsers import ParseError, parse_message, parse_submission
 
 
 @pytest.mark.parametrize("text", ["1234567890,12.5.6", "1234567890,1.2.3", "6,1.949.3"])
@@ -25,3 +25,21 @@ def test_stored_decimals_come_back_without_exponent_or_trailing_zeros(
     stored: str, shown: str
 ) -> None:
     assert str(plain(Decimal(stored))) == shown
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "token"),
+    [
+        ("1234567890 абв 12345", "unknown_word", "абв"),
+        ("1234567890 1.2.3", "bad_number", None),
+        ("1234567890", "no_values", None),
+        ("привет", "no_digits", None),
+        ("1" * 1601, "too_long", None),
+    ],
+)
+def test_a_parse_error_carries_its_kind_and_token_as_data(
+    text: str, kind: str, token: str | None
+) -> None:
+    with pytest.raises(ParseError) as info:
+        parse_message(text)
+    assert (info.value.kind, info.value.token) == (kind, token)

@@ -105,8 +105,9 @@ def test_each_reason_is_worded_by_its_reply_builder(reason: Reason, expected: st
 
 def test_a_parse_problem_of_a_known_account_shows_that_accounts_format() -> None:
     problem = "Непонятное слово «абв». Формат: ЛС показание, напр. 1234567890 12345"
+    unreadable = Unreadable(problem, ACCOUNT, kind="unknown_word", token="абв", position=11)
 
-    assert renderers.sms(outcome(Unreadable(problem, ACCOUNT))) == (
+    assert renderers.sms(outcome(unreadable)) == (
         "ЛС 1234567890: непонятное слово «абв». Формат: 1234567890 12345 6789 (день ночь)"
     )
 
@@ -142,3 +143,12 @@ def test_access_replies_fit_two_segments_whatever_the_accounts(
     ):
         assert len(text) <= replies.SMS_LIMIT
         assert not any(ord(c) < 32 for c in text)
+
+
+def test_a_parse_problem_is_worded_from_its_kind_and_token_not_from_the_sentence() -> None:
+    """The parser's own sentence is not cut apart: a renderer words the data."""
+    unreadable = Unreadable("any wording", ACCOUNT, kind="bad_number", position=16)
+
+    assert renderers.sms(outcome(unreadable)) == (
+        "ЛС 1234567890: число записано неверно. Формат: 1234567890 12345 6789 (день ночь)"
+    )
