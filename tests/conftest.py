@@ -104,6 +104,19 @@ def drop_schema(conn: Connection) -> None:
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {schema.VERSION_TABLE}")
 
 
+async def empty_database(url: str) -> None:
+    """Drop every table of the gateway from the database at ``url`` (a PostgreSQL test
+    database is shared by the run's tests: each leaves it empty)."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(drop_schema)
+    finally:
+        await engine.dispose()
+
+
 async def upgrade_database(url: str) -> None:
     """What `gateway db upgrade` does: create the schema or bring it to the newest revision."""
     db = Database(url)
@@ -125,15 +138,7 @@ def blank_database_url(
         pytest.skip(f"{POSTGRES_ENV} is not set")
     yield postgres_database
     # Each test starts from an empty run's database.
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    async def drop() -> None:
-        engine = create_async_engine(postgres_database)
-        async with engine.begin() as conn:
-            await conn.run_sync(drop_schema)
-        await engine.dispose()
-
-    asyncio.run(drop())
+    asyncio.run(empty_database(postgres_database))
 
 
 @pytest.fixture

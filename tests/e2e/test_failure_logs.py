@@ -26,7 +26,7 @@ from twilio.request_validator import RequestValidator
 
 from gateway.bootstrap import gateway
 from gateway.settings import Settings
-from tests.conftest import Clock, drop_schema, load_registry
+from tests.conftest import Clock, empty_database, load_registry
 from tests.e2e.conftest import PUBLIC, TOKEN
 from tests.tcp_proxy import TcpProxy
 
@@ -101,12 +101,7 @@ async def served(postgres_database: str | None, tmp_path: Path) -> AsyncIterator
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 30)
         await proxy.close()
-        from sqlalchemy.ext.asyncio import create_async_engine
-
-        engine = create_async_engine(postgres_database)
-        async with engine.begin() as conn:
-            await conn.run_sync(drop_schema)
-        await engine.dispose()
+        await empty_database(postgres_database)
 
 
 async def test_a_failure_run_logs_json_events_without_phones_or_texts(served: Served) -> None:

@@ -17,7 +17,7 @@ from twilio.request_validator import RequestValidator
 
 from gateway.settings import Settings
 from gateway.storage import tables as t
-from tests.conftest import Clock, drop_schema, select_rows
+from tests.conftest import Clock, empty_database, select_rows
 from tests.e2e.conftest import PUBLIC, TOKEN, Server, _serve, sms_reply
 from tests.tcp_proxy import TcpProxy
 
@@ -220,12 +220,7 @@ async def proxied(
             yield server, proxy
     finally:
         await proxy.close()
-        from sqlalchemy.ext.asyncio import create_async_engine
-
-        engine = create_async_engine(postgres_database)
-        async with engine.begin() as conn:
-            await conn.run_sync(drop_schema)
-        await engine.dispose()
+        await empty_database(postgres_database)
 
 
 async def _ready(server: Server) -> int:
