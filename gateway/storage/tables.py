@@ -87,6 +87,8 @@ accounts = Table(
     Column("last_bill_total", ExactDecimal, nullable=True),
     # People registered at the address: the normative charge without readings.
     Column("residents", Integer, nullable=True),
+    # The intake finds the accounts of a message by its sender's phone.
+    Index("ix_accounts_phone", "phone"),
 )
 
 registers = Table(
@@ -125,6 +127,16 @@ elders = Table(
     Column("email", String(254), nullable=False),
     Column("building", String(64), nullable=False),
     UniqueConstraint("email", "building", name="uq_elder"),
+)
+
+# Which accounts a chat (Telegram) may act on: one row per chat and account.
+chat_links = Table(
+    "chat_links",
+    metadata,
+    Column("chat", String(64), primary_key=True),
+    Column("account", String(32), ForeignKey("accounts.account"), primary_key=True),
+    Column("linked_at", UTCDateTime, nullable=False),
+    Index("ix_chat_links_account", "account"),
 )
 
 # Every inbound message, whatever became of it: the audit trail.
@@ -194,6 +206,35 @@ outbox = Table(
     Column("last_error", Text, nullable=True),
     Index("ix_outbox_status", "status", "id"),
     Index("ix_outbox_register", "register_id", "status", "id"),
+)
+
+# Messages sent later than the synchronous reply (review decisions, reminders, list
+# reports), drained channel by channel by a background sender.
+outbound = Table(
+    "outbound",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("channel", String(16), nullable=False),
+    Column("recipient", String(254), nullable=False),
+    Column("text", Text, nullable=False),
+    # What it tells: review_approved, review_rejected, …
+    Column("kind", String(32), nullable=False),
+    # The inbound message it answers, if any.
+    Column("message_id", Integer, ForeignKey("messages.id"), nullable=True),
+    # queued | sent | failed (the channel refused it for good)
+    Column("status", String(16), nullable=False, default="queued"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False),
+    # Not before this time (back-off); NULL means now.
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    # A sender claims a row until this time, so two senders never send it at once.
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("sent_at", UTCDateTime, nullable=True),
+    # The provider's id for the sent message (Twilio's message SID, Telegram's message id).
+    Column("provider_id", String(128), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index("ix_outbound_due", "status", "channel", "id"),
+    Index("ix_outbound_message", "message_id"),
 )
 
 # The embedded billing (the default without GATEWAY_BILLING_URL): what billing has

@@ -8,18 +8,27 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Collection, Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
-from unittest.mock import patch
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, event, inspect
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    inspect,
+    select,
+)
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -27,11 +36,10 @@ from gateway.bootstrap import Gateway, gateway
 from gateway.domain.errors import SchemaMismatch
 from gateway.domain.model import InboundMessage
 from gateway.domain.outcome import Outcome
-from gateway.registry import import_file
 from gateway.settings import Settings
 from gateway.storage import Database, schema
 from gateway.storage import tables as t
-from tests.conftest import Clock, load_registry, select_rows
+from tests.conftest import Clock, count_rows, select_rows
 from tests.integration.test_cli import run
 
 T = TypeVar("T")
@@ -158,41 +166,348 @@ def table_names(conn: Connection) -> set[str]:
     return set(inspect(conn).get_table_names())
 
 
-TABLES_MOVED_ON = (
-    "tables.py has moved past gateway 0.1.0: build 0.1.0's tables and rows in these tests "
-    "from a frozen copy (its DDL and rows as SQL) instead of tables.py and today's intake"
-)
-
-
-def create_release_schema(conn: Connection) -> None:
-    """What gateway 0.1.0's ``Database.create_schema`` did to a database: ``create_all``
-    of its tables (and a check that no column was missing). 0.1.0's tables are
-    ``tables.py`` while revision 0001 is the newest."""
-    assert schema.head() == schema.FIRST_REVISION, TABLES_MOVED_ON
-    t.metadata.create_all(conn)
-
-
-async def _release_create_schema(db: Database) -> None:
-    """Gateway 0.1.0's ``Database.create_schema``: ``create_all`` (and a check for missing
-    columns, which tables it has just made always pass)."""
-    await db.run(lambda uow: create_release_schema(uow.conn))
-
-
-@asynccontextmanager
-async def release_gateway(settings: Settings, clock: Clock) -> AsyncIterator[Gateway]:
-    """The gateway as release 0.1.0 opened a database: ``bootstrap.gateway`` with 0.1.0's
-    ``create_schema`` where this version checks the revision."""
-    with patch.object(Database, "check_schema", _release_create_schema):
-        async with gateway(settings, clock) as gw:
-            yield gw
-
-
 async def send(gw: Gateway, text: str, sender: str, external_id: str) -> Outcome:
     return await gw.intake(InboundMessage("sms", sender, text, gw.clock(), external_id))
 
 
 async def snapshot(db: Database) -> dict[str, list[dict[str, Any]]]:
     return {table.name: await select_rows(db, table) for table in t.metadata.sorted_tables}
+
+
+# ----- gateway 0.1.0, frozen --------------------------------------------------------------------
+#
+# What gateway 0.1.0 did to a database, as SQL: its tables (what its `metadata.create_all`
+# ran) and the rows it left after some use. History: never derived from tables.py or
+# today's intake, which have moved on since and must not change what these tests call a
+# database of 0.1.0.
+
+# The three types the back ends spell differently in 0.1.0's DDL.
+RELEASE_TYPES: dict[str, dict[str, str]] = {
+    "sqlite": {"serial": "INTEGER", "decimal": "VARCHAR(40)", "utc": "DATETIME"},
+    "postgresql": {
+        "serial": "SERIAL",
+        "decimal": "NUMERIC(20, 6)",
+        "utc": "TIMESTAMP WITH TIME ZONE",
+    },
+}
+
+# Table by table, in an order that respects the references (dropped in reverse).
+RELEASE_DDL: dict[str, str] = {
+    "accounts": """
+CREATE TABLE accounts (
+    account VARCHAR(32) NOT NULL,
+    address TEXT NOT NULL,
+    building VARCHAR(64) NOT NULL,
+    phone VARCHAR(32) NOT NULL,
+    debt {decimal} NOT NULL,
+    receipt_code VARCHAR(64) NOT NULL,
+    last_bill_total {decimal},
+    residents INTEGER,
+    PRIMARY KEY (account)
+)""",
+    "registers": """
+CREATE TABLE registers (
+    id {serial} NOT NULL,
+    account VARCHAR(32) NOT NULL,
+    meter VARCHAR(64) NOT NULL,
+    service VARCHAR(16) NOT NULL,
+    zone VARCHAR(16) NOT NULL,
+    digits VARCHAR(8) NOT NULL,
+    verified_until DATE,
+    last_value {decimal},
+    last_date DATE,
+    PRIMARY KEY (id),
+    CONSTRAINT uq_register UNIQUE (account, meter, zone),
+    FOREIGN KEY(account) REFERENCES accounts (account)
+)""",
+    "tariffs": """
+CREATE TABLE tariffs (
+    id {serial} NOT NULL,
+    service VARCHAR(16) NOT NULL,
+    zone VARCHAR(16) NOT NULL,
+    price {decimal} NOT NULL,
+    valid_from DATE NOT NULL,
+    normative {decimal},
+    PRIMARY KEY (id),
+    CONSTRAINT uq_tariff UNIQUE (service, zone, valid_from)
+)""",
+    "elders": """
+CREATE TABLE elders (
+    id {serial} NOT NULL,
+    email VARCHAR(254) NOT NULL,
+    building VARCHAR(64) NOT NULL,
+    PRIMARY KEY (id),
+    CONSTRAINT uq_elder UNIQUE (email, building)
+)""",
+    "messages": """
+CREATE TABLE messages (
+    id {serial} NOT NULL,
+    channel VARCHAR(16) NOT NULL,
+    external_id VARCHAR(128),
+    sender VARCHAR(254) NOT NULL,
+    text TEXT NOT NULL,
+    received_at {utc} NOT NULL,
+    status VARCHAR(16) NOT NULL,
+    error_code VARCHAR(32),
+    account VARCHAR(32),
+    reply TEXT,
+    outcome TEXT NOT NULL,
+    PRIMARY KEY (id),
+    CONSTRAINT uq_message_external_id UNIQUE (channel, external_id)
+);
+CREATE INDEX ix_messages_sender_time ON messages (channel, sender, received_at)""",
+    "readings": """
+CREATE TABLE readings (
+    id {serial} NOT NULL,
+    register_id INTEGER NOT NULL,
+    message_id INTEGER NOT NULL,
+    value {decimal} NOT NULL,
+    previous {decimal},
+    consumption {decimal} NOT NULL,
+    taken_at {utc} NOT NULL,
+    taken_on DATE NOT NULL,
+    days INTEGER,
+    period VARCHAR(7) NOT NULL,
+    status VARCHAR(16) NOT NULL,
+    replaces_id INTEGER,
+    review_note TEXT,
+    PRIMARY KEY (id),
+    FOREIGN KEY(register_id) REFERENCES registers (id),
+    FOREIGN KEY(message_id) REFERENCES messages (id),
+    FOREIGN KEY(replaces_id) REFERENCES readings (id)
+);
+CREATE INDEX ix_readings_register_period ON readings (register_id, period, status);
+CREATE INDEX ix_readings_register ON readings (register_id, id)""",
+    "outbox": """
+CREATE TABLE outbox (
+    id {serial} NOT NULL,
+    reading_id INTEGER NOT NULL,
+    register_id INTEGER NOT NULL,
+    idempotency_key VARCHAR(64) NOT NULL,
+    payload TEXT NOT NULL,
+    status VARCHAR(16) NOT NULL,
+    attempts INTEGER NOT NULL,
+    created_at {utc} NOT NULL,
+    next_attempt_at {utc},
+    lease_until {utc},
+    delivered_at {utc},
+    last_error TEXT,
+    PRIMARY KEY (id),
+    UNIQUE (reading_id),
+    FOREIGN KEY(reading_id) REFERENCES readings (id),
+    FOREIGN KEY(register_id) REFERENCES registers (id),
+    UNIQUE (idempotency_key)
+);
+CREATE INDEX ix_outbox_status ON outbox (status, id);
+CREATE INDEX ix_outbox_register ON outbox (register_id, status, id)""",
+    "billing_readings": """
+CREATE TABLE billing_readings (
+    id {serial} NOT NULL,
+    idempotency_key VARCHAR(64) NOT NULL,
+    reading_id INTEGER NOT NULL,
+    kind VARCHAR(16) NOT NULL,
+    replaces_key VARCHAR(64),
+    account VARCHAR(32) NOT NULL,
+    meter VARCHAR(64) NOT NULL,
+    zone VARCHAR(16) NOT NULL,
+    period VARCHAR(7) NOT NULL,
+    value {decimal} NOT NULL,
+    received_at {utc} NOT NULL,
+    PRIMARY KEY (id),
+    UNIQUE (idempotency_key)
+)""",
+}
+
+# The rows 0.1.0 left after some use, as it stored them (on SQLite: decimals as text,
+# timestamps in UTC without a zone): the registry (accounts, meters, tariffs, an elder),
+# accepted and rejected messages with their audit rows, readings, outbox rows delivered
+# to the embedded billing and others still pending. The last was written at RELEASE_LAST.
+RELEASE_ROWS = """
+INSERT INTO accounts (account, address, building, phone, debt, receipt_code, last_bill_total,
+  residents)
+VALUES
+('1234567890', 'ул. Пушкинская, 10, кв. 1', 'b1', '+79120000001', '100.00', 'A1B2C3', '1523.40',
+ NULL),
+('1234567891', 'ул. Пушкинская, 10, кв. 2', 'b1', '+79120000002', '0', 'D4E5F6', '812.15', NULL),
+('1234567892', 'ул. Пушкинская, 10, кв. 3', 'b1', '+79120000003', '-250.50', 'G7H8I9', '640.00',
+ NULL),
+('0012345678', 'ул. Ленина, 5, кв. 7', 'b2', '+79120000004', '0', 'J1K2L3', '2210.90', NULL);
+
+INSERT INTO registers (id, account, meter, service, zone, digits, verified_until, last_value,
+  last_date)
+VALUES
+(1, '1234567890', '517480', 'electricity', 'day', '6.1', '2031-12-31', '12000', '2026-10-20'),
+(2, '1234567890', '517480', 'electricity', 'night', '6.1', '2031-12-31', '6500', '2026-10-20'),
+(3, '1234567891', '611002', 'electricity', 'single', '5.1', '2030-06-30', '4521', '2026-10-19'),
+(4, '1234567892', '700301', 'hot_water', 'kitchen', '5.3', '2029-03-31', '120.5', '2026-10-21'),
+(5, '1234567892', '700302', 'hot_water', 'bath', '5.3', '2029-03-31', '98.25', '2026-10-21'),
+(6, '0012345678', '812000', 'electricity', 'single', '6.1', '2032-01-31', '999950', '2026-10-18'),
+(7, '0012345678', '812001', 'hot_water', 'single', '5.3', '2026-11-01', '310', '2026-10-18');
+
+INSERT INTO tariffs (id, service, zone, price, valid_from, normative)
+VALUES
+(1, 'electricity', 'single', '5.82', '2026-01-01', NULL),
+(2, 'electricity', 'single', '6.43', '2026-07-01', NULL),
+(3, 'electricity', 'day', '6.12', '2026-01-01', NULL),
+(4, 'electricity', 'day', '6.80', '2026-07-01', NULL),
+(5, 'electricity', 'night', '3.10', '2026-01-01', NULL),
+(6, 'electricity', 'night', '3.45', '2026-07-01', NULL),
+(7, 'hot_water', 'single', '245.10', '2026-07-01', NULL);
+
+INSERT INTO elders (id, email, building)
+VALUES
+(1, 'elder@example.org', 'b1');
+
+INSERT INTO messages (id, channel, external_id, sender, text, received_at, status, error_code,
+  account, reply, outcome)
+VALUES
+(1, 'sms', 'SM1', '+79120000001', '1234567890 12345 6789', '2026-11-20 09:00:00.000000',
+ 'accepted', NULL, '1234567890',
+ 'Принято, ЛС 1234567890: день 12345, ночь 6789. Предварительно к оплате 3443,05 ₽ (с '
+  || 'долгом 100,00 ₽).',
+ '{"status": "accepted", "account": "1234567890", "error": null, "readings": [{"meter": '
+  || '"517480", "service": "electricity", "zone": "day", "value": "12345", "previous": '
+  || '"12000", "consumption": "345"}, {"meter": "517480", "service": "electricity", "zone": '
+  || '"night", "value": "6789", "previous": "6500", "consumption": "289"}], "charge": '
+  || '{"lines": [{"meter": "517480", "zone": "day", "consumption": "345", "tariff": "6.8", '
+  || '"amount": "2346.00"}, {"meter": "517480", "zone": "night", "consumption": "289", '
+  || '"tariff": "3.45", "amount": "997.05"}], "debt": "100.00", "total": "3443.05"}, "reply": '
+  || '"Принято, ЛС 1234567890: день 12345, ночь 6789. Предварительно к оплате 3443,05 ₽ (с '
+  || 'долгом 100,00 ₽)."}'),
+(2, 'sms', 'SM2', '+79120000002', '1234567891 4600', '2026-11-20 09:00:00.000000', 'accepted',
+ NULL, '1234567891', 'Принято, ЛС 1234567891: ЭЭ 4600. Предварительно к оплате 507,97 ₽.',
+ '{"status": "accepted", "account": "1234567891", "error": null, "readings": [{"meter": '
+  || '"611002", "service": "electricity", "zone": "single", "value": "4600", "previous": '
+  || '"4521", "consumption": "79"}], "charge": {"lines": [{"meter": "611002", "zone": '
+  || '"single", "consumption": "79", "tariff": "6.43", "amount": "507.97"}], "debt": "0.00", '
+  || '"total": "507.97"}, "reply": "Принято, ЛС 1234567891: ЭЭ 4600. Предварительно к оплате '
+  || '507,97 ₽."}'),
+(3, 'sms', 'SM3', '+79120000009', 'привет', '2026-11-20 09:00:00.000000', 'rejected',
+ 'not_readings', NULL,
+ 'Показания: ЛС и значения через пробел, напр. 1234567890 12345 6789 (день ночь) или '
+  || 'Д12345 Н6789. Последние: 1234567890 ?',
+ '{"status": "rejected", "account": null, "error": {"code": "not_readings", "message": '
+  || '"Показания: ЛС и значения через пробел, напр. 1234567890 12345 6789 (день ночь) или '
+  || 'Д12345 Н6789. Последние: 1234567890 ?"}, "readings": [], "charge": null, "reply": '
+  || '"Показания: ЛС и значения через пробел, напр. 1234567890 12345 6789 (день ночь) или '
+  || 'Д12345 Н6789. Последние: 1234567890 ?"}'),
+(4, 'sms', 'SM4', '+79120000003', '1234567892 121 99', '2026-11-20 09:05:00.000000', 'accepted',
+ NULL, '1234567892',
+ 'Принято, ЛС 1234567892: ГВС кухня 121, ГВС ванна 99. Предварительно к оплате 306,38 ₽.',
+ '{"status": "accepted", "account": "1234567892", "error": null, "readings": [{"meter": '
+  || '"700301", "service": "hot_water", "zone": "kitchen", "value": "121", "previous": '
+  || '"120.5", "consumption": "0.5"}, {"meter": "700302", "service": "hot_water", "zone": '
+  || '"bath", "value": "99", "previous": "98.25", "consumption": "0.75"}], "charge": '
+  || '{"lines": [{"meter": "700301", "zone": "kitchen", "consumption": "0.5", "tariff": '
+  || '"245.1", "amount": "122.55"}, {"meter": "700302", "zone": "bath", "consumption": '
+  || '"0.75", "tariff": "245.1", "amount": "183.83"}], "debt": "-250.50", "total": "306.38"}, '
+  || '"reply": "Принято, ЛС 1234567892: ГВС кухня 121, ГВС ванна 99. Предварительно к оплате '
+  || '306,38 ₽."}');
+
+INSERT INTO readings (id, register_id, message_id, value, previous, consumption, taken_at,
+  taken_on, days, period, status, replaces_id, review_note)
+VALUES
+(1, 1, 1, '12345', '12000', '345', '2026-11-20 09:00:00.000000', '2026-11-20', 31, '2026-11',
+ 'accepted', NULL, NULL),
+(2, 2, 1, '6789', '6500', '289', '2026-11-20 09:00:00.000000', '2026-11-20', 31, '2026-11',
+ 'accepted', NULL, NULL),
+(3, 3, 2, '4600', '4521', '79', '2026-11-20 09:00:00.000000', '2026-11-20', 32, '2026-11',
+ 'accepted', NULL, NULL),
+(4, 4, 4, '121', '120.5', '0.5', '2026-11-20 09:05:00.000000', '2026-11-20', 30, '2026-11',
+ 'accepted', NULL, NULL),
+(5, 5, 4, '99', '98.25', '0.75', '2026-11-20 09:05:00.000000', '2026-11-20', 30, '2026-11',
+ 'accepted', NULL, NULL);
+
+INSERT INTO outbox (id, reading_id, register_id, idempotency_key, payload, status, attempts,
+  created_at, next_attempt_at, lease_until, delivered_at, last_error)
+VALUES
+(1, 1, 1, 'reading-1',
+ '{"reading_id": 1, "kind": "reading", "replaces": null, "period": "2026-11", "account": '
+  || '"1234567890", "meter": "517480", "service": "electricity", "zone": "day", "value": '
+  || '"12345", "previous": "12000", "consumption": "345", "taken_at": '
+  || '"2026-11-20T09:00:00+00:00"}',
+ 'delivered', 0, '2026-11-20 09:00:00.000000', NULL, NULL, '2026-11-20 09:00:00.000000', NULL),
+(2, 2, 2, 'reading-2',
+ '{"reading_id": 2, "kind": "reading", "replaces": null, "period": "2026-11", "account": '
+  || '"1234567890", "meter": "517480", "service": "electricity", "zone": "night", "value": '
+  || '"6789", "previous": "6500", "consumption": "289", "taken_at": '
+  || '"2026-11-20T09:00:00+00:00"}',
+ 'delivered', 0, '2026-11-20 09:00:00.000000', NULL, NULL, '2026-11-20 09:00:00.000000', NULL),
+(3, 3, 3, 'reading-3',
+ '{"reading_id": 3, "kind": "reading", "replaces": null, "period": "2026-11", "account": '
+  || '"1234567891", "meter": "611002", "service": "electricity", "zone": "single", "value": '
+  || '"4600", "previous": "4521", "consumption": "79", "taken_at": '
+  || '"2026-11-20T09:00:00+00:00"}',
+ 'delivered', 0, '2026-11-20 09:00:00.000000', NULL, NULL, '2026-11-20 09:00:00.000000', NULL),
+(4, 4, 4, 'reading-4',
+ '{"reading_id": 4, "kind": "reading", "replaces": null, "period": "2026-11", "account": '
+  || '"1234567892", "meter": "700301", "service": "hot_water", "zone": "kitchen", "value": '
+  || '"121", "previous": "120.5", "consumption": "0.5", "taken_at": '
+  || '"2026-11-20T09:05:00+00:00"}',
+ 'pending', 0, '2026-11-20 09:05:00.000000', NULL, NULL, NULL, NULL),
+(5, 5, 5, 'reading-5',
+ '{"reading_id": 5, "kind": "reading", "replaces": null, "period": "2026-11", "account": '
+  || '"1234567892", "meter": "700302", "service": "hot_water", "zone": "bath", "value": "99", '
+  || '"previous": "98.25", "consumption": "0.75", "taken_at": "2026-11-20T09:05:00+00:00"}',
+ 'pending', 0, '2026-11-20 09:05:00.000000', NULL, NULL, NULL, NULL);
+
+INSERT INTO billing_readings (id, idempotency_key, reading_id, kind, replaces_key, account, meter,
+  zone, period, value, received_at)
+VALUES
+(1, 'reading-1', 1, 'reading', NULL, '1234567890', '517480', 'day', '2026-11', '12345',
+ '2026-11-20 09:00:00.000000'),
+(2, 'reading-2', 2, 'reading', NULL, '1234567890', '517480', 'night', '2026-11', '6789',
+ '2026-11-20 09:00:00.000000'),
+(3, 'reading-3', 3, 'reading', NULL, '1234567891', '611002', 'single', '2026-11', '4600',
+ '2026-11-20 09:00:00.000000');
+"""
+RELEASE_LAST = datetime(2026, 11, 20, 9, 5, tzinfo=UTC)
+
+
+def statements(script: str) -> list[str]:
+    """The statements of a script of the frozen SQL above (no ";" inside its values)."""
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def create_release_schema(conn: Connection, without: Collection[str] = ()) -> None:
+    """What gateway 0.1.0's ``Database.create_schema`` did to an empty database: its
+    ``create_all`` (no version table: 0.1.0 had no revisions). ``without``: tables left out."""
+    for table, ddl in RELEASE_DDL.items():
+        if table not in without:
+            for statement in statements(ddl.format(**RELEASE_TYPES[conn.dialect.name])):
+                conn.exec_driver_sql(statement)
+
+
+def drop_release_schema(conn: Connection) -> None:
+    for table in reversed(RELEASE_DDL):
+        conn.exec_driver_sql(f"DROP TABLE {table}")
+
+
+def insert_release_rows(conn: Connection) -> None:
+    """0.1.0's rows; on PostgreSQL each id sequence past its rows, as 0.1.0 left them."""
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:  # the timestamps are UTC
+        conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+    for statement in statements(RELEASE_ROWS):
+        conn.exec_driver_sql(statement)
+    if postgres:
+        for table in RELEASE_DDL.keys() - {"accounts"}:
+            conn.exec_driver_sql(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"(SELECT max(id) FROM {table}))"
+            )
+
+
+def release_rows(conn: Connection) -> dict[str, list[dict[str, Any]]]:
+    """Every row of 0.1.0's tables, their 0.1.0 columns only, as today's gateway reads them
+    (in key order)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for name, columns in schema.RELEASE_TABLES.items():
+        table = t.metadata.tables[name]
+        query = select(*(c for c in table.columns if c.name in columns))
+        key = table.c.id if "id" in table.c else next(iter(table.primary_key))
+        found[name] = [dict(row._mapping) for row in conn.execute(query.order_by(key))]
+    return found
 
 
 @pytest.fixture
@@ -278,15 +593,22 @@ async def test_the_comparison_notices_a_table_change_without_a_revision(
     ]
 
 
-async def test_revision_0001_is_exactly_the_schema_gateway_0_1_0_made(
-    blank_database_url: str,
-) -> None:
-    def release_schema(conn: Connection) -> dict[str, Any]:
+async def release_schema(url: str) -> dict[str, Any]:
+    """What the database says about the tables of gateway 0.1.0 (made, described, dropped)."""
+
+    def make_and_describe(conn: Connection) -> dict[str, Any]:
         create_release_schema(conn)
         return reflect(conn)
 
-    release = await in_transaction(blank_database_url, release_schema)
-    await in_transaction(blank_database_url, t.metadata.drop_all)
+    described = await in_transaction(url, make_and_describe)
+    await in_transaction(url, drop_release_schema)
+    return described
+
+
+async def test_revision_0001_is_exactly_the_schema_gateway_0_1_0_made(
+    blank_database_url: str,
+) -> None:
+    release = await release_schema(blank_database_url)
 
     await upgrade(blank_database_url, schema.FIRST_REVISION)
     first = await in_transaction(blank_database_url, reflect)
@@ -337,6 +659,23 @@ async def test_downgrading_to_base_drops_every_table(blank_database_url: str) ->
     assert (await state(blank_database_url)).status is schema.Status.EMPTY
 
 
+async def test_downgrading_to_0001_leaves_exactly_the_schema_of_0_1_0(
+    blank_database_url: str,
+) -> None:
+    """Each revision's downgrade drops exactly what its upgrade made."""
+    release = await release_schema(blank_database_url)
+    await upgrade(blank_database_url)
+
+    def downgrade(conn: Connection) -> None:
+        command.downgrade(schema.config(conn), schema.FIRST_REVISION)
+        conn.commit()
+
+    await on_connection(blank_database_url, downgrade)
+
+    assert await in_transaction(blank_database_url, reflect) == release
+    assert await in_transaction(blank_database_url, schema.current) == schema.FIRST_REVISION
+
+
 # ----- what is refused ----------------------------------------------------------------------
 
 
@@ -370,7 +709,7 @@ async def test_a_schema_older_than_0_1_0_is_refused_naming_what_is_missing(
     """Tables of a pre-release gateway: accounts without residents, no embedded billing."""
 
     def pre_release(conn: Connection) -> None:
-        t.metadata.create_all(conn, [x for x in t.metadata.sorted_tables if x.name != "tariffs"])
+        create_release_schema(conn, without={"tariffs"})
         conn.exec_driver_sql("ALTER TABLE accounts DROP COLUMN residents")
 
     await in_transaction(blank_database_url, pre_release)
@@ -421,45 +760,45 @@ def test_every_refusal_names_the_upgrade_command_or_says_why_it_cannot_help() ->
 
 # ----- a database of gateway 0.1.0 ------------------------------------------------------------
 
-ELDERS = "email,building\nelder@example.org,b1\n"
 
+async def make_release_database(settings: Settings, clock: Clock) -> None:
+    """A database as gateway 0.1.0 left it after some use (see RELEASE_ROWS), the clock at
+    the time of its last row."""
 
-async def make_release_database(settings: Settings, clock: Clock, folder: Path) -> None:
-    """A database as gateway 0.1.0 leaves it after some use: the registry (accounts,
-    meters, tariffs, elders), accepted and rejected messages with their audit rows,
-    readings, outbox rows delivered to the embedded billing and others still pending."""
-    async with release_gateway(settings, clock) as gw:
-        await load_registry(gw, folder)
-        (folder / "elders.csv").write_text(ELDERS, encoding="utf-8")
-        assert (await import_file(gw.db, "elders", folder / "elders.csv")).errors == []
-        assert (await send(gw, "1234567890 12345 6789", "+79120000001", "SM1")).status == (
-            "accepted"
-        )
-        assert (await send(gw, "1234567891 4600", "+79120000002", "SM2")).status == "accepted"
-        assert (await send(gw, "привет", "+79120000009", "SM3")).status == "rejected"
-        async with gw.relay() as relay:
-            assert (await relay.run_once()).delivered == 3
-        clock.advance(minutes=5)
-        assert (await send(gw, "1234567892 121 99", "+79120000003", "SM4")).status == ("accepted")
+    def release(conn: Connection) -> None:
+        create_release_schema(conn)
+        insert_release_rows(conn)
+
+    await in_transaction(settings.database_url, release)
+    clock.now = RELEASE_LAST
 
 
 async def test_a_0_1_0_database_is_stamped_and_keeps_every_row_usable(
-    settings: Settings, clock: Clock, tmp_path: Path
+    settings: Settings, clock: Clock
 ) -> None:
-    await make_release_database(settings, clock, tmp_path)
-    async with release_gateway(settings, clock) as old:
-        before = await snapshot(old.db)
+    await make_release_database(settings, clock)
+    before = await in_transaction(settings.database_url, release_rows)
     assert (await state(settings.database_url)).status is schema.Status.UNSTAMPED
 
     upgraded = gateway_command(settings.database_url, "db", "upgrade")
 
     assert (upgraded.returncode, upgraded.stdout) == (
         0,
-        "stamped the gateway 0.1.0 schema as revision 0001; no change to its tables\n",
+        f"stamped the gateway 0.1.0 schema as revision 0001, upgraded to revision "
+        f"{schema.head()}\n",
     ), upgraded.stderr
-    assert gateway_command(settings.database_url, "db", "current").stdout == "0001 (head)\n"
+    assert gateway_command(settings.database_url, "db", "current").stdout == (
+        f"{schema.head()} (head)\n"
+    )
+    differences = await in_transaction(
+        settings.database_url,
+        lambda conn: compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), t.metadata
+        ),
+    )
+    assert differences == []
     async with gateway(settings, clock) as gw:
-        assert await snapshot(gw.db) == before
+        assert await gw.db.run(lambda uow: release_rows(uow.conn)) == before
         assert {name: len(rows) for name, rows in before.items()} == {
             "accounts": 4,
             "registers": 7,
@@ -471,6 +810,9 @@ async def test_a_0_1_0_database_is_stamped_and_keeps_every_row_usable(
             "billing_readings": 3,
         }
         assert [o["status"] for o in before["outbox"]] == ["delivered"] * 3 + ["pending"] * 2
+        # What revision 0002 added: new tables, empty.
+        assert await count_rows(gw.db, t.outbound) == 0
+        assert await count_rows(gw.db, t.chat_links) == 0
 
         # The same account again in the same period: a correction of the stored reading;
         # Twilio delivering the first message again: its stored outcome, nothing stored.
@@ -504,15 +846,18 @@ async def test_a_0_1_0_database_is_stamped_and_keeps_every_row_usable(
     assert json.loads(after["messages"][4]["outcome"])["status"] == "accepted"
 
 
-# ----- the next revision: a rehearsal with a test-only 0002 ---------------------------------
+# ----- the next revision: a rehearsal with a test-only one after the newest -----------------
 
-REVISION_0002 = '''"""Test only: accounts.phone widened (on SQLite, a referenced table rebuilt)."""
+# Its id: one no real revision will take.
+NEXT = "9000"
+
+REVISION_NEXT = '''"""Test only: accounts.phone widened (on SQLite, a referenced table rebuilt)."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "{next}"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -530,12 +875,15 @@ def downgrade() -> None:
 '''
 
 
-def with_revision_0002(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, more: str = "") -> None:
-    """The gateway's migrations plus a test-only revision 0002 after 0001."""
+def with_next_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, more: str = "") -> None:
+    """The gateway's migrations plus a test-only revision NEXT after the newest."""
     folder = tmp_path / "migrations"
     shutil.copytree(schema.migrations_folder(), folder)
-    (folder / "versions" / "0002_test.py").write_text(
-        REVISION_0002.replace("{more}", more or "pass"), encoding="utf-8"
+    (folder / "versions" / f"{NEXT}_test.py").write_text(
+        REVISION_NEXT.replace("{next}", NEXT)
+        .replace("{head}", schema.head())
+        .replace("{more}", more or "pass"),
+        encoding="utf-8",
     )
     monkeypatch.setattr(schema, "migrations_folder", lambda: folder)
     schema._scripts.cache_clear()
@@ -550,12 +898,11 @@ def forget_scripts() -> Iterator[None]:
 async def test_a_database_behind_is_upgraded_keeping_rows_and_references(
     settings: Settings, clock: Clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On SQLite 0002 rebuilds accounts, which registers refer to: the upgrade switches
-    foreign keys off around it and checks every reference before committing."""
-    await make_release_database(settings, clock, tmp_path)
-    async with release_gateway(settings, clock) as old:
-        before = await snapshot(old.db)
-    with_revision_0002(tmp_path, monkeypatch)
+    """On SQLite the test revision rebuilds accounts, which registers refer to: the upgrade
+    switches foreign keys off around it and checks every reference before committing."""
+    await make_release_database(settings, clock)
+    before = await in_transaction(settings.database_url, release_rows)
+    with_next_revision(tmp_path, monkeypatch)
     await upgrade(settings.database_url, "0001")
 
     behind = await state(settings.database_url)
@@ -563,16 +910,16 @@ async def test_a_database_behind_is_upgraded_keeping_rows_and_references(
 
     assert behind.status is schema.Status.BEHIND
     assert behind.describe() == (
-        "it is at revision 0001, this gateway needs 0002: run `gateway db upgrade`"
+        f"it is at revision 0001, this gateway needs {NEXT}: run `gateway db upgrade`"
     )
-    assert upgraded.describe() == "upgraded from revision 0001 to 0002"
+    assert upgraded.describe() == f"upgraded from revision 0001 to {NEXT}"
     phone = await in_transaction(
         settings.database_url,
         lambda conn: next(c for c in inspect(conn).get_columns("accounts") if c["name"] == "phone"),
     )
     assert str(phone["type"]) == "VARCHAR(40)"
     async with gateway(settings, clock) as gw:
-        assert await snapshot(gw.db) == before
+        assert await gw.db.run(lambda uow: release_rows(uow.conn)) == before
         assert (await send(gw, "1234567891 4610", "+79120000002", "SM5")).status == "accepted"
     if make_url(settings.database_url).get_backend_name() == "sqlite":
 
@@ -591,18 +938,19 @@ async def test_a_failing_revision_leaves_the_database_as_it_was(
 ) -> None:
     await upgrade(other_tables)
     before = await in_transaction(other_tables, reflect)
-    with_revision_0002(
+    head = schema.head()
+    with_next_revision(
         tmp_path,
         monkeypatch,
         more='op.create_table("scratch", sa.Column("id", sa.Integer, primary_key=True))\n'
-        '    raise RuntimeError("revision 0002 failed")',
+        f'    raise RuntimeError("revision {NEXT} failed")',
     )
 
-    with pytest.raises(RuntimeError, match="revision 0002 failed"):
+    with pytest.raises(RuntimeError, match=f"revision {NEXT} failed"):
         await upgrade(other_tables)
 
     assert await in_transaction(other_tables, reflect) == before
-    assert await in_transaction(other_tables, schema.current) == "0001"
+    assert await in_transaction(other_tables, schema.current) == head
 
 
 # ----- the commands ---------------------------------------------------------------------------
@@ -616,15 +964,16 @@ def test_db_upgrade_creates_a_new_database_and_db_current_names_its_revision(
     again = gateway_command(blank_database_url, "db", "upgrade")
     after = gateway_command(blank_database_url, "db", "current")
     as_json = gateway_command(blank_database_url, "db", "current", "--json")
+    head = schema.head()
 
     assert (before.returncode, before.stdout) == (1, "none\n")
     assert "it has no tables yet: run `gateway db upgrade` to create them" in before.stderr
-    assert (upgraded.returncode, upgraded.stdout) == (0, "created the schema at revision 0001\n")
-    assert (again.returncode, again.stdout) == (0, "already at revision 0001, nothing to do\n")
-    assert (after.returncode, after.stdout) == (0, "0001 (head)\n")
+    assert (upgraded.returncode, upgraded.stdout) == (0, f"created the schema at revision {head}\n")
+    assert (again.returncode, again.stdout) == (0, f"already at revision {head}, nothing to do\n")
+    assert (after.returncode, after.stdout) == (0, f"{head} (head)\n")
     assert json.loads(as_json.stdout) == {
-        "revision": "0001",
-        "head": "0001",
+        "revision": head,
+        "head": head,
         "status": "current",
         "up_to_date": True,
     }
@@ -651,9 +1000,9 @@ def test_every_command_refuses_a_database_not_at_the_newest_revision(
 
 
 async def test_commands_refuse_a_0_1_0_database_until_it_is_upgraded(
-    settings: Settings, clock: Clock, tmp_path: Path
+    settings: Settings, clock: Clock
 ) -> None:
-    await make_release_database(settings, clock, tmp_path)
+    await make_release_database(settings, clock)
 
     refused = gateway_command(settings.database_url, "readings", "1234567890")
     current = gateway_command(settings.database_url, "db", "current")
@@ -661,7 +1010,7 @@ async def test_commands_refuse_a_0_1_0_database_until_it_is_upgraded(
     assert refused.returncode == 2
     assert (
         "it was made by gateway 0.1.0, before schema revisions: run `gateway db upgrade` to "
-        "bring it to revision 0001 (every row is kept)"
+        f"bring it to revision {schema.head()} (every row is kept)"
     ) in refused.stderr
     assert (current.returncode, current.stdout) == (1, "none\n")
 
