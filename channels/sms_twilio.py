@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 from urllib.parse import parse_qsl
 
 import aiohttp
@@ -19,8 +20,8 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from gateway.domain.errors import StorageUnavailable
 from gateway.domain.model import InboundMessage
+from gateway.domain.outbound import SendResult, SendVerdict
 from gateway.domain.ports import OnInbound
-from gateway.domain.privacy import mask_sender
 
 CHANNEL = "sms"
 PATH = "/sms/twilio"
@@ -131,19 +132,43 @@ class TwilioRestSender:
         self._from = from_number
         self.configured = bool(account_sid and auth_token and from_number)
 
-    async def send(self, to: str, body: str) -> bool:
-        if not self.configured:
-            log.warning("sms_not_sent", reason="Twilio REST API is not configured")
-            return False
+    async def send(self, to: str, body: str) -> SendResult:
+        """Create the message. 201: sent (Twilio's message SID); 401 (wrong credentials),
+        429, 5xx or no answer: try again later (Retry-After honoured); any other answer:
+        refused for good, with Twilio's error code and message (a bad number, an
+        unverified sender…)."""
         form = {"To": to, "From": self._from, "Body": body}
         try:
             async with (
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
                 session.post(self._url, data=form, headers=self._headers) as response,
             ):
+                answer = await _json(response)
                 if response.status in (200, 201):
-                    return True
-                log.warning("sms_not_sent", status=response.status, to=mask_sender(to))
+                    return SendResult(SendVerdict.SENT, str(answer.get("sid", "")))
+                detail = f"HTTP {response.status}"
+                if answer.get("code") or answer.get("message"):
+                    detail += f": {answer.get('code', '')} {answer.get('message', '')}".rstrip()
+                # 401: the credentials are wrong — an operator's fix, not the message's.
+                if response.status in (401, 429) or response.status >= 500:
+                    wait = _seconds(response.headers.get("Retry-After"))
+                    return SendResult(SendVerdict.RETRY, detail, wait)
+                return SendResult(SendVerdict.FAILED, detail)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("sms_not_sent", error=str(exc), to=mask_sender(to))
-        return False
+            return SendResult(SendVerdict.RETRY, f"{type(exc).__name__}: {exc}".rstrip(": "))
+
+
+async def _json(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    """Twilio's JSON answer, or nothing when it sent something else."""
+    try:
+        answer = await response.json(content_type=None)
+    except (ValueError, aiohttp.ClientError):
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def _seconds(header: str | None) -> float | None:
+    try:
+        return max(0.0, float(header)) if header else None
+    except ValueError:
+        return None

@@ -16,16 +16,34 @@ from billing_bridge.remote_charge import RemoteCharge
 from channels.sms_twilio import TwilioRestSender, TwilioSmsChannel
 from gateway import renderers
 from gateway.app import build_app
+from gateway.domain.outbound import ChannelSender
 from gateway.intake import Clock, Intake
+from gateway.outbound import OutboundSender
 from gateway.review import Review
 from gateway.settings import Settings
 from gateway.storage import Database
+from gateway.storage.outbound import SqlOutboundQueue
 from gateway.storage.outbox_store import EmbeddedBilling, SqlOutboxStore
 
 # Each channel's wording of an outcome (gateway.renderers); `gateway sms` is the SMS channel.
-# Elders' lists (`gateway list`, the email channel) are worded as SMS texts per line until
-# the email channel renders its report.
-RENDERERS = {"sms": renderers.sms, "email": renderers.sms}
+# Elders' lists (`gateway list`, the email channel) and chats are worded as SMS texts
+# until the email channel renders its report and the Telegram channel its chat replies.
+RENDERERS = {"sms": renderers.sms, "email": renderers.sms, "telegram": renderers.sms}
+
+
+def senders(settings: Settings) -> dict[str, ChannelSender]:
+    """The channels that can send on their own initiative (a review decision, later
+    reminders): SMS when Twilio's REST API is configured."""
+    found: dict[str, ChannelSender] = {}
+    sms = TwilioRestSender(
+        account_sid=settings.twilio_account_sid,
+        auth_token=settings.twilio_auth_token,
+        from_number=settings.twilio_from,
+        api_base=settings.twilio_api_base,
+    )
+    if sms.configured:
+        found["sms"] = sms
+    return found
 
 
 def utc_now() -> datetime:
@@ -39,9 +57,11 @@ class Gateway:
     intake: Intake
     clock: Clock
 
+    outbound: OutboundSender
+
     @property
     def review(self) -> Review:
-        return Review(self.db, self.notify, self.clock)
+        return Review(self.db, self.outbound, self.clock)
 
     @asynccontextmanager
     async def relay(self) -> AsyncIterator[OutboxRelay]:
@@ -76,17 +96,13 @@ class Gateway:
             stop.set()
             await task
 
-    async def notify(self, channel: str, recipient: str, text: str) -> bool:
-        """Send on the channel the customer wrote from (SMS: Twilio's REST API)."""
-        if channel == "sms":
-            sender = TwilioRestSender(
-                account_sid=self.settings.twilio_account_sid,
-                auth_token=self.settings.twilio_auth_token,
-                from_number=self.settings.twilio_from,
-                api_base=self.settings.twilio_api_base,
-            )
-            return await sender.send(recipient, text)
-        return False
+    async def outbound_in_background(self, app: web.Application) -> AsyncIterator[None]:
+        """aiohttp cleanup context: the outbound senders run while the server does."""
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.outbound.run_forever(stop, self.settings.relay_interval))
+        yield
+        stop.set()
+        await task
 
     def web_app(self) -> web.Application:
         sms = TwilioSmsChannel(
@@ -98,6 +114,7 @@ class Gateway:
         )
         app = build_app(sms, self.settings.max_body_bytes, self.db.ping)
         app.cleanup_ctx.append(self.relay_in_background)
+        app.cleanup_ctx.append(self.outbound_in_background)
         return app
 
 
@@ -130,8 +147,11 @@ async def gateway(
             await db.upgrade_schema()
         else:
             await db.check_schema()
-        intake = Intake(db, settings, clock, quote, renderers=RENDERERS)
-        yield Gateway(settings, db, intake, clock)
+        outbound = OutboundSender(SqlOutboundQueue(db), senders(settings), clock)
+        intake = Intake(
+            db, settings, clock, quote, renderers=RENDERERS, notifiable=outbound.channels
+        )
+        yield Gateway(settings, db, intake, clock, outbound)
     finally:
         if quote is not None:
             await quote.close()

@@ -20,9 +20,11 @@ from gateway import logging as gateway_logging
 from gateway.bootstrap import Gateway, database, gateway
 from gateway.domain.errors import AccountNeeded, SchemaMismatch, StorageUnavailable
 from gateway.domain.model import InboundMessage
+from gateway.domain.outbound import Notice
+from gateway.domain.store import StoredReading
 from gateway.registry import ORDER, FileReport, import_file
 from gateway.settings import Settings, SettingsError
-from gateway.storage.database import StoredReading
+from gateway.storage.outbound import SqlOutboundQueue
 from gateway.storage.outbox_store import SqlOutboxStore
 
 log = structlog.get_logger("gateway.cli")
@@ -53,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     relay.add_argument("--once", action="store_true", help="deliver what is due now and exit")
     status = outbox_sub.add_parser("status", help="pending, failed and delivered counts")
     status.add_argument("--json", action="store_true")
+
+    outbound = sub.add_parser(
+        "outbound", help="messages sent after the reply (review decisions), per channel"
+    )
+    outbound_sub = outbound.add_subparsers(dest="action", required=True)
+    send = outbound_sub.add_parser("send", help="send what is queued (gateway serve does too)")
+    send.add_argument("--once", action="store_true", help="send what is due now and exit")
+    queued = outbound_sub.add_parser("status", help="queued, sent and failed counts")
+    queued.add_argument("--json", action="store_true")
 
     review = sub.add_parser("review", help="decide on readings held as outliers")
     review_sub = review.add_subparsers(dest="action", required=True)
@@ -108,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "readings": _readings,
         "review": _review,
         "outbox": _outbox,
+        "outbound": _outbound,
     }[args.command]
     return _guarded(_with_gateway(settings, handler, args))
 
@@ -243,7 +255,11 @@ async def _list(gw: Gateway, args: argparse.Namespace) -> int:
 
 async def _readings(gw: Gateway, args: argparse.Namespace) -> int:
     account, rows, tariffs = await gw.db.run(
-        lambda uow: (uow.load_account(args.account), uow.history(args.account), uow.load_tariffs())
+        lambda uow: (
+            uow.registry.load_account(args.account),
+            uow.readings.history(args.account),
+            uow.registry.load_tariffs(),
+        )
     )
     if account is None:
         print(f"gateway readings: unknown account {args.account}", file=sys.stderr)
@@ -328,14 +344,58 @@ async def _outbox(gw: Gateway, args: argparse.Namespace) -> int:
             )
         )
         return 0
-    age = "—" if state.oldest_pending_seconds is None else f"{state.oldest_pending_seconds:.0f} s"
     print(
         f"pending {state.pending}, failed {state.failed}, delivered {state.delivered}; "
-        f"oldest pending {age}"
+        f"oldest pending {_age(state.oldest_pending_seconds)}"
     )
     for i, key, error in state.failures:
         print(f"  failed {i} ({key}): {error}")
     return 0
+
+
+async def _outbound(gw: Gateway, args: argparse.Namespace) -> int:
+    if args.action == "send":
+        if args.once:
+            attempted = await gw.outbound.run_once()
+            print(f"attempted {attempted}")
+            return 0
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await gw.outbound.run_forever(stop, gw.settings.relay_interval)
+        return 0
+    state = await SqlOutboundQueue(gw.db).status(gw.clock())
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "queued": state.queued,
+                    "sent": state.sent,
+                    "failed": state.failed,
+                    "oldest_queued_seconds": state.oldest_queued_seconds,
+                    "channels": sorted(gw.outbound.channels),
+                    "problems": [
+                        {"id": i, "channel": c, "kind": k, "attempts": n, "error": e}
+                        for i, c, k, n, e in state.problems
+                    ],
+                },
+                ensure_ascii=False,
+            )
+        )
+        return 0
+    channels = ", ".join(sorted(gw.outbound.channels)) or "none configured"
+    print(
+        f"queued {state.queued}, sent {state.sent}, failed {state.failed}; "
+        f"oldest queued {_age(state.oldest_queued_seconds)}; channels: {channels}"
+    )
+    for i, channel, kind, attempts, error in state.problems:
+        print(f"  {i} ({channel} {kind}, {attempts} attempt(s)): {error}")
+    return 0
+
+
+def _age(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds:.0f} s"
 
 
 async def _review(gw: Gateway, args: argparse.Namespace) -> int:
@@ -367,7 +427,18 @@ async def _review(gw: Gateway, args: argparse.Namespace) -> int:
         return 1
     verb = "approved" if args.action == "approve" else "rejected"
     print(f"{verb} submission {args.id}: {len(decided)} reading(s) of ЛС {decided[0].account}")
+    # On standard error, like `gateway list`'s summary: standard output stays one line.
+    print(_NOTICES[decided.notice].format(detail=decided.detail), file=sys.stderr)
     return 0
+
+
+# What `gateway review approve|reject` says of telling the customer.
+_NOTICES = {
+    Notice.TOLD: "the customer was told by {detail}",
+    Notice.QUEUED: "the customer will be told: queued ({detail}); `gateway serve` retries it",
+    Notice.FAILED: "the customer could not be told: {detail}",
+    Notice.NOT_TOLD: "the customer will not be told: {detail}",
+}
 
 
 def _held_json(h: StoredReading) -> dict[str, object]:

@@ -6,18 +6,18 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import IntegrityError
 
 from billing_bridge.charge import preliminary_charge
 from gateway.domain import matching, rules
-from gateway.domain.authorization import ChannelAuthorization, Scope
-from gateway.domain.errors import ErrorCode, StorageUnavailable
-from gateway.domain.inbound import SMS_CHANNELS, admit
-from gateway.domain.model import Account, InboundMessage
+from gateway.domain.authorization import OMISSIBLE_CHANNELS, ChannelAuthorization, Scope
+from gateway.domain.errors import AlreadyRecorded, ErrorCode, StorageUnavailable
+from gateway.domain.inbound import admit
+from gateway.domain.model import Account, Entered, InboundMessage
 from gateway.domain.outcome import (
     AccountRequired,
     Confirmed,
@@ -40,9 +40,8 @@ from gateway.domain.outcome import (
 from gateway.domain.periods import WindowPolicy, place
 from gateway.domain.ports import Authorizer, ChargeQuote, Renderer
 from gateway.domain.privacy import mask_sender
+from gateway.domain.store import NewReading, Store, Transactor
 from gateway.settings import Settings
-from gateway.storage import Database, UnitOfWork
-from gateway.storage.database import NewReading
 from parsers import Command, ParseError, Submission, parse_list, parse_message
 from parsers import ListLine as ParsedLine
 
@@ -143,20 +142,24 @@ class Intake:
 
     def __init__(
         self,
-        db: Database,
+        db: Transactor,
         settings: Settings,
         clock: Clock,
         quote: ChargeQuote | None = None,
         *,
         renderers: Mapping[str, Renderer],
         authorizer: Authorizer | None = None,
+        notifiable: frozenset[str] = frozenset(),
     ) -> None:
+        """``notifiable``: the channels that can send on their own initiative (a held
+        submission's reply promises the decision only on those)."""
         self._db = db
         self._settings = settings
         self._clock = clock
         self._quote = quote
         self._renderers = renderers
         self._authorizer = authorizer or ChannelAuthorization()
+        self._notifiable = notifiable
 
     async def __call__(self, message: InboundMessage) -> Outcome:
         """Handle one message; it is stored with its outcome before this returns.
@@ -167,11 +170,24 @@ class Intake:
         message = admit(message, self._settings.default_country_code)
         # Parsing needs no database: it is done before the transaction, so no row or
         # lock is held while it runs, and a long text is parsed off the event loop.
-        parsed = await _read(message.text, omissible=message.channel in SMS_CHANNELS)
+        parsed = await _read(message.text, omissible=message.channel in OMISSIBLE_CHANNELS)
+        return await self._decide_and_store(message, parsed)
+
+    async def submit(self, message: InboundMessage, entered: Entered) -> Outcome:
+        """Readings entered register by register (a guided chat dialog): decided, stored
+        and answered exactly as a text message with the same values would be, with no
+        parsing. ``message.text`` is what the audit row shows (``entered.as_text()``
+        when blank)."""
+        if not message.text.strip():
+            message = replace(message, text=entered.as_text())
+        message = admit(message, self._settings.default_country_code)
+        return await self._decide_and_store(message, _Read(entered))
+
+    async def _decide_and_store(self, message: InboundMessage, parsed: _Read) -> Outcome:
         try:
             try:
                 handled = await self._db.run(lambda uow: self._handle(uow, message, parsed))
-            except IntegrityError:
+            except AlreadyRecorded:
                 # A concurrent delivery of the same external id committed first: this
                 # attempt now finds it and answers exactly as that one did.
                 handled = await self._db.run(lambda uow: self._handle(uow, message, parsed))
@@ -224,7 +240,7 @@ class Intake:
                     message=message,
                     message_id=started.message_id,
                     done=done,
-                    batch=batch,
+                    lines=batch,
                     last=index == len(batches) - 1 or not batches,
                 )
                 done += await self._db.run(store)
@@ -241,42 +257,46 @@ class Intake:
         )
         return result
 
-    def _start_list(self, uow: UnitOfWork, message: InboundMessage) -> ListResult:
+    def _start_list(self, uow: Store, message: InboundMessage) -> ListResult:
         """The audit row of the list (or the one an earlier delivery left, with the lines
         it stored); the rate limit counts the message."""
         if message.external_id is not None:
-            stored = uow.find_message(message.channel, message.external_id)
+            stored = uow.messages.find(message.channel, message.external_id)
             if stored is not None:
                 # Finished: answered as before; interrupted: decided again (not complete).
                 return ListResult.from_json(stored.id, stored.outcome)
         if message.sender:
-            uow.lock_sender(message.channel, message.sender)
+            uow.messages.lock_sender(message.channel, message.sender)
             if self._is_rate_limited(uow, message):
                 limited = _rejected(None, ErrorCode.RATE_LIMITED, Unanswered())
                 limited = self._worded(message.channel, limited)
-                return ListResult(uow.record_message(message, limited), (), rate_limited=True)
+                return ListResult(uow.messages.record(message, limited), (), rate_limited=True)
         pending = ListResult(0, (), complete=False)
-        return ListResult(uow.record_message(message, pending.as_outcome()), (), complete=False)
+        return ListResult(uow.messages.record(message, pending.as_outcome()), (), complete=False)
 
     def _list_batch(
         self,
-        uow: UnitOfWork,
+        uow: Store,
         message: InboundMessage,
         message_id: int,
         done: Sequence[ListLine],
-        batch: Sequence[ParsedLine],
+        lines: Sequence[ParsedLine],
         last: bool,
     ) -> list[ListLine]:
         added = []
-        scope = self._authorizer.scope(uow, message.origin)
-        for line in batch:
-            decision = self._evaluate(uow, message, _Read(line.result), scope)
+        scope = self._authorizer.scope(uow.registry, message.origin)
+        period = place(self._today(message), self._settings.window).period
+        numbers = [line.result.account for line in lines if isinstance(line.result, Submission)]
+        batch = _Batch.load(uow, message, message_id, numbers, period)
+        for line in lines:
+            decision = self._evaluate(uow, message, _Read(line.result), scope, batch)
             decision.outcome = self._worded(message.channel, decision.outcome)
-            _store_readings(uow, message_id, message, decision)
+            batch.take(decision)
             added.append(ListLine(line.number, line.text, decision.outcome))
+        batch.flush()
         if last:
             finished = ListResult(message_id, (*done, *added))
-            uow.update_outcome(message_id, finished.as_outcome())
+            uow.messages.update_outcome(message_id, finished.as_outcome())
         return added
 
     async def _record_failure(self, message: InboundMessage, outcome: Outcome) -> None:
@@ -286,7 +306,7 @@ class Intake:
         a placeholder; if that fails too, the caller is told it was not stored."""
         failed = replace(message, external_id=None)
         try:
-            await self._db.run(lambda uow: uow.record_message(failed, outcome))
+            await self._db.run(lambda uow: uow.messages.record(failed, outcome))
             return
         except StorageUnavailable as exc:
             _log_unavailable(message, exc)
@@ -295,7 +315,7 @@ class Intake:
             log.error("message_not_recorded", error=type(exc).__name__, attempt=1)
         bare = replace(failed, text=f"[not stored: {len(message.text)} characters]")
         try:
-            await self._db.run(lambda uow: uow.record_message(bare, outcome))
+            await self._db.run(lambda uow: uow.messages.record(bare, outcome))
         except Exception as exc:
             log.error("message_not_recorded", error=type(exc).__name__, attempt=2)
             raise StorageUnavailable("the message could not be recorded") from exc
@@ -314,7 +334,7 @@ class Intake:
         message_id = handled.message_id
         assert message_id is not None
         try:
-            await self._db.run(lambda uow: uow.update_outcome(message_id, quoted))
+            await self._db.run(lambda uow: uow.messages.update_outcome(message_id, quoted))
         except StorageUnavailable as exc:
             # The message and its readings are stored with the local charge: answer with
             # what is stored, so a retry of the message gets the same reply.
@@ -322,13 +342,13 @@ class Intake:
             return outcome
         return quoted
 
-    def _handle(self, uow: UnitOfWork, message: InboundMessage, parsed: _Read) -> _Handled:
+    def _handle(self, uow: Store, message: InboundMessage, parsed: _Read) -> _Handled:
         if message.external_id is not None:
-            stored = uow.find_message(message.channel, message.external_id)
+            stored = uow.messages.find(message.channel, message.external_id)
             if stored is not None:
                 return _Handled(message.channel, Outcome.from_json(stored.outcome))
         if message.sender:
-            uow.lock_sender(message.channel, message.sender)
+            uow.messages.lock_sender(message.channel, message.sender)
         if message.sender and self._is_rate_limited(uow, message):
             decision = _Decision(_rejected(None, ErrorCode.RATE_LIMITED, Unanswered()))
         else:
@@ -336,66 +356,83 @@ class Intake:
         # The charge is final here unless billing's own replaces it: word it now, so the
         # audit row holds the reply that goes out.
         decision.outcome = self._worded(message.channel, decision.outcome)
-        message_id = uow.record_message(message, decision.outcome)
+        message_id = uow.messages.record(message, decision.outcome)
         _store_readings(uow, message_id, message, decision)
         return _Handled(message.channel, decision.outcome, message_id, decision)
 
     def _worded(self, channel: str, outcome: Outcome) -> Outcome:
         """``outcome`` with its reply in ``channel``'s words (the error's message too)."""
-        reply = self._renderers[channel](outcome)
+        render = self._renderers.get(channel)
+        if render is None:  # a wiring mistake: the message is still decided and recorded
+            log.error("no_renderer", channel=channel)
+        reply = render(outcome) if render is not None else None
         error = outcome.error
         if error is not None:
             error = replace(error, message=reply or error.code)
         return replace(outcome, reply=reply, error=error)
 
-    def _is_rate_limited(self, uow: UnitOfWork, message: InboundMessage) -> bool:
+    def _is_rate_limited(self, uow: Store, message: InboundMessage) -> bool:
         since = message.received_at - timedelta(minutes=1)
-        recent = uow.count_recent(message.channel, message.sender, since)
+        recent = uow.messages.count_recent(message.channel, message.sender, since)
         return recent >= self._settings.rate_limit_per_minute
 
+    def _today(self, message: InboundMessage) -> date:
+        """The supplier's local date of a message: the tariff date, the period's."""
+        return message.received_at.astimezone(self._settings.zone).date()
+
     def _evaluate(
-        self, uow: UnitOfWork, message: InboundMessage, read: _Read, scope: Scope | None = None
+        self,
+        uow: Store,
+        message: InboundMessage,
+        read: _Read,
+        scope: Scope | None = None,
+        batch: _Batch | None = None,
     ) -> _Decision:
         """Decide one submission. ``scope``: what the sender may act on, when already
-        known (a list asks once for all its lines)."""
+        known; ``batch``: the accounts and history of a list's batch (a list asks once
+        for all its lines)."""
         settings = self._settings
-        today = message.received_at.astimezone(settings.zone).date()
+        today = self._today(message)
         parsed = read.first
         if isinstance(parsed, Command):
             return _Decision(self._command(uow, message, parsed, today))
         placement = place(today, settings.window)
         account = None
-        if isinstance(parsed, Submission):
-            account = uow.load_account(parsed.account, placement.period, lock=True)
+        if isinstance(parsed, Submission | Entered):
+            account = _account(uow, parsed.account, placement.period, batch)
         if account is None and read.without_account is not None:
             # Perhaps the number was left out: the sender's own account, by its phone.
-            implied = self._authorizer.implied_accounts(uow, message.origin)
+            implied = self._authorizer.implied_accounts(uow.registry, message.origin)
             if len(implied) > 1:
                 required = AccountRequired(tuple(implied))
                 return _Decision(_rejected(None, ErrorCode.ACCOUNT_REQUIRED, required))
             if implied:
                 parsed = Submission(implied[0], read.without_account.items)
-                account = uow.load_account(parsed.account, placement.period, lock=True)
+                account = _account(uow, parsed.account, placement.period, batch)
         if isinstance(parsed, ParseError):
             return _Decision(self._unreadable(uow, message, parsed))
         if account is None:
             unknown = UnknownAccount(parsed.account)
             return _Decision(_rejected(parsed.account, ErrorCode.UNKNOWN_ACCOUNT, unknown))
-        scope = scope or self._authorizer.scope(uow, message.origin)
+        scope = scope or self._authorizer.scope(uow.registry, message.origin)
         if not scope.permits(account):
             refused = NotAuthorized(account.number, message.channel)
             return _Decision(_rejected(account.number, ErrorCode.NOT_AUTHORIZED, refused))
         if not placement.inside and settings.window.policy is WindowPolicy.REJECT:
             outside = OutsideWindow(account.number, settings.window, placement.opens)
             return _Decision(_rejected(account.number, ErrorCode.OUTSIDE_WINDOW, outside))
-        pairs = matching.assign(account, parsed.items)
+        pairs = (
+            matching.entered(account, parsed.values)
+            if isinstance(parsed, Entered)
+            else matching.assign(account, parsed.items)
+        )
         if isinstance(pairs, rules.Rejection):
             return _Decision(_refused(account, pairs, today))
         if rules.is_duplicate(pairs):
             # The same confirmation as when these values were first received.
             repeated = [rules.repeat_of_current(r) for r, _ in pairs]
             if any(r.current is not None and r.current.held for r, _ in pairs):
-                return _Decision(_held(account.number, repeated))
+                return _Decision(self._held(message, account.number, repeated))
             on = repeated_on(repeated, today)
             outcome = self._confirm(uow, account, repeated, on, Status.DUPLICATE)
             return _Decision(outcome, charge_on=on)
@@ -412,7 +449,12 @@ class Intake:
             )
             for c in result
         ]
-        history = uow.history_totals([c.register.id for c in result], placement.period)
+        registers = [c.register.id for c in result]
+        history = (
+            uow.readings.history_totals(registers, placement.period)
+            if batch is None
+            else batch.history
+        )
         held = rules.outliers(
             result,
             history,
@@ -421,7 +463,8 @@ class Intake:
             min_days=settings.outlier_min_days,
         )
         if held:
-            return _Decision(_held(account.number, result), new, today, placement.period, True)
+            held_outcome = self._held(message, account.number, result)
+            return _Decision(held_outcome, new, today, placement.period, True)
         corrected = any(c.register.current is not None for c in result)
         # Accepted outside the window: the reply names the period it counts for.
         period = None if placement.inside else placement.period
@@ -429,41 +472,50 @@ class Intake:
         outcome = self._confirm(uow, account, result, today, Status.ACCEPTED, confirmed)
         return _Decision(outcome, new, today, placement.period, charge_on=today)
 
-    def _unreadable(self, uow: UnitOfWork, message: InboundMessage, err: ParseError) -> Outcome:
+    def _held(
+        self, message: InboundMessage, account: str, checked: Sequence[rules.Checked]
+    ) -> Outcome:
+        """Accepted for checking: stored, neither charged nor forwarded until an operator
+        decides; the sender is told of the decision when their channel can send."""
+        lines = _reading_lines(checked)
+        held = HeldForReview(account, notify=message.channel in self._notifiable)
+        return Outcome(Status.HELD, account, None, readings=lines, reason=held)
+
+    def _unreadable(self, uow: Store, message: InboundMessage, err: ParseError) -> Outcome:
         """Text that is not readings: the help once a day for chatter, else the problem and
         the format of the sender's account when the text starts with a known account."""
         if err.code == ErrorCode.NOT_READINGS:
             since = message.received_at - timedelta(days=1)
-            helped = uow.count_recent(
+            helped = uow.messages.count_recent(
                 message.channel, message.sender, since, error_code=ErrorCode.NOT_READINGS
             )
             reason: Reason = Unanswered() if message.sender and helped else NeedsHelp()
             return _rejected(None, ErrorCode.NOT_READINGS, reason)
-        account = uow.load_account(err.account) if err.account else None
+        account = uow.registry.load_account(err.account) if err.account else None
         unreadable = Unreadable(err.message, account, err.kind, err.token, err.position)
         return _rejected(
             err.account if account is None else account.number, ErrorCode.UNPARSEABLE, unreadable
         )
 
     def _command(
-        self, uow: UnitOfWork, message: InboundMessage, command: Command, today: date
+        self, uow: Store, message: InboundMessage, command: Command, today: date
     ) -> Outcome:
         if command.kind == "help":
             return Outcome(Status.ANSWERED, None, None, reason=NeedsHelp())
         assert command.account is not None
-        account = uow.load_account(command.account)
+        account = uow.registry.load_account(command.account)
         if account is None:
             unknown = UnknownAccount(command.account)
             return _rejected(command.account, ErrorCode.UNKNOWN_ACCOUNT, unknown)
-        if not self._authorizer.scope(uow, message.origin).permits(account):
+        if not self._authorizer.scope(uow.registry, message.origin).permits(account):
             refused = NotAuthorized(account.number, message.channel)
             return _rejected(account.number, ErrorCode.NOT_AUTHORIZED, refused)
-        last = LastReadings(account, tuple(uow.load_tariffs()), today)
+        last = LastReadings(account, tuple(uow.registry.load_tariffs()), today)
         return Outcome(Status.ANSWERED, account.number, None, reason=last)
 
     def _confirm(
         self,
-        uow: UnitOfWork,
+        uow: Store,
         account: Account,
         checked: list[rules.Checked],
         on: date,
@@ -471,7 +523,7 @@ class Intake:
         confirmed: Confirmed | None = None,
     ) -> Outcome:
         lines = _reading_lines(checked)
-        charge = preliminary_charge(lines, uow.load_tariffs(), account.debt, on)
+        charge = preliminary_charge(lines, uow.registry.load_tariffs(), account.debt, on)
         return Outcome(
             status=status,
             account=account.number,
@@ -482,7 +534,7 @@ class Intake:
         )
 
 
-Parsed = Submission | Command | ParseError
+Parsed = Submission | Command | ParseError | Entered
 
 # Texts up to this length (one SMS) are parsed on the event loop: a thread hop would cost
 # more than parsing them. Longer ones, up to the parser's bound, go to a worker thread.
@@ -529,13 +581,87 @@ def _parse_now(text: str) -> Parsed:
         return err
 
 
+def _account(uow: Store, number: str, period: str, batch: _Batch | None) -> Account | None:
+    """The account a submission names, locked for the rest of the unit of work."""
+    if batch is None:
+        return uow.registry.load_account(number, period, lock=True)
+    return batch.account(number)
+
+
+@dataclass
+class _Batch:
+    """The lines of a list decided in one unit of work, shaped for few statements: their
+    accounts are loaded (and locked) in one query and their registers' history in
+    another; the readings they take are stored together at the end — or before a later
+    line of an account that already took some is decided, so that line sees them (a
+    repeated line is a duplicate, a changed one a correction)."""
+
+    uow: Store
+    message: InboundMessage
+    message_id: int
+    period: str
+    accounts: dict[str, Account]
+    history: dict[int, tuple[Decimal, int]]
+    pending: list[_Decision] = field(default_factory=list)
+    touched: set[str] = field(default_factory=set)
+
+    @classmethod
+    def load(
+        cls,
+        uow: Store,
+        message: InboundMessage,
+        message_id: int,
+        numbers: Sequence[str],
+        period: str,
+    ) -> _Batch:
+        accounts = uow.registry.load_accounts(numbers, period, lock=True)
+        registers = [r.id for account in accounts.values() for r in account.registers]
+        history = uow.readings.history_totals(registers, period) if registers else {}
+        return cls(uow, message, message_id, period, accounts, history)
+
+    def account(self, number: str) -> Account | None:
+        if number in self.touched:
+            self.flush()
+            self.accounts.pop(number, None)
+        if number not in self.accounts:
+            found = self.uow.registry.load_account(number, self.period, lock=True)
+            if found is None:
+                return None
+            self.accounts[number] = found
+        return self.accounts[number]
+
+    def take(self, decision: _Decision) -> None:
+        if decision.readings:
+            self.pending.append(decision)
+            self.touched.update(r.register.account for r in decision.readings)
+
+    def flush(self) -> None:
+        """Store the pending readings: accepted ones in one call, held ones in another."""
+        for held in (False, True):
+            decisions = [d for d in self.pending if d.held is held]
+            if not decisions:
+                continue
+            first = decisions[0]
+            assert first.taken_on is not None and first.period is not None
+            self.uow.readings.add(
+                self.message_id,
+                [r for d in decisions for r in d.readings],
+                self.message.received_at,
+                first.taken_on,
+                first.period,
+                held=held,
+            )
+        self.pending.clear()
+        self.touched.clear()
+
+
 def _store_readings(
-    uow: UnitOfWork, message_id: int, message: InboundMessage, decision: _Decision
+    uow: Store, message_id: int, message: InboundMessage, decision: _Decision
 ) -> None:
     """The readings a decision took, stored with the message they came in."""
     if decision.readings:
         assert decision.taken_on is not None and decision.period is not None
-        uow.add_readings(
+        uow.readings.add(
             message_id,
             decision.readings,
             message.received_at,
@@ -559,13 +685,6 @@ def repeated_on(checked: list[rules.Checked], default: date) -> date:
     """The date the repeated readings were first taken (their tariff date)."""
     dates = [c.register.current.taken_on for c in checked if c.register.current]
     return max(dates, default=default)
-
-
-def _held(account: str, checked: Sequence[rules.Checked]) -> Outcome:
-    """Accepted for checking: stored, neither charged nor forwarded until an operator
-    decides."""
-    lines = _reading_lines(checked)
-    return Outcome(Status.HELD, account, None, readings=lines, reason=HeldForReview(account))
 
 
 def _reading_lines(checked: Sequence[rules.Checked]) -> tuple[ReadingLine, ...]:

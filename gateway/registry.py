@@ -45,7 +45,7 @@ from gateway.domain.inbound import e164
 from gateway.domain.model import Capacity, Service, Zone
 from gateway.storage import Database, UnitOfWork
 from gateway.storage import tables as t
-from gateway.storage.database import UpsertCounts
+from gateway.storage.registry import UpsertCounts
 
 log = structlog.get_logger("gateway.registry")
 
@@ -687,7 +687,7 @@ async def import_file(
 def _upsert_work(
     table: Table, key: tuple[str, ...], values: list[dict[str, Any]]
 ) -> Callable[[UnitOfWork], UpsertCounts]:
-    return lambda uow: uow.upsert(table, key, values)
+    return lambda uow: uow.registry.upsert(table, key, values)
 
 
 async def _upsert(
@@ -786,7 +786,7 @@ async def _drop_unknown_accounts(
     db: Database, rows: list[tuple[int, dict[str, Any]]], report: FileReport
 ) -> list[tuple[int, dict[str, Any]]]:
     numbers = [r["account"] for _, r in rows]
-    known = await db.run(lambda uow: uow.existing_accounts(numbers))
+    known = await db.run(lambda uow: uow.registry.existing_accounts(numbers))
     kept = []
     for line, row in rows:
         if row["account"] in known:

@@ -41,7 +41,7 @@ def sms(outcome: Outcome) -> str | None:
             period=reason.period,
         )
     if isinstance(reason, HeldForReview):
-        return replies.held_for_review(reason.account)
+        return replies.held_for_review(reason.account, notify=reason.notify)
     if isinstance(reason, Refused):
         return replies.rejected(reason.account, reason.rejection, reason.today)
     if isinstance(reason, UnknownAccount):

@@ -69,7 +69,7 @@ def safe(text: str | None, limit: int = SMS_LIMIT) -> str:
 
 def _units(text: str) -> int:
     """UTF-16 code units: what an SMS segment counts (a character beyond the BMP is two)."""
-    return len(text) + sum(1 for c in text if ord(c) > 0xFFFF)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def _cut(text: str, limit: int) -> str:
@@ -185,11 +185,10 @@ def _confirmation(
     )
 
 
-def held_for_review(account: str) -> str:
-    return _fit(
-        f"ЛС {_account(account)}: показания приняты на проверку — расход намного выше "
-        "обычного. Сообщим о решении."
-    )
+def held_for_review(account: str, *, notify: bool = True) -> str:
+    """Held for an operator; the decision is promised only when it can be sent."""
+    held = f"ЛС {_account(account)}: показания приняты на проверку — расход намного выше обычного."
+    return _fit(f"{held} Сообщим о решении." if notify else held)
 
 
 def review_rejected(account: str, reason: str) -> str:
@@ -412,6 +411,8 @@ def not_authorized(account: str, channel: str) -> str:
             "Показания по нему передаёт старший по его дому; "
             "чтобы добавить дом, обратитесь к поставщику."
         )
+    elif channel == "telegram":
+        how = "Сначала привяжите его командой /add."
     else:
         how = "Сначала привяжите ЛС к этому каналу."
     return _fit(f"{head} {how}", head)

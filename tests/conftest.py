@@ -5,11 +5,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -210,3 +211,58 @@ async def loopback(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+# Twilio's REST API as a loopback fake (the review notices, the outbound queue).
+TWILIO_SID = "AC" + "1" * 32
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer of the fake: an HTTP status, Twilio's JSON error, a Retry-After."""
+
+    status: int
+    code: int | None = None
+    message: str = ""
+    retry_after: str | None = None
+
+
+@dataclass
+class FakeTwilio:
+    """Twilio's "create a Message" endpoint: answers ``answers`` in turn, then 201."""
+
+    answers: list[Answer] = field(default_factory=list)
+    posts: list[dict[str, str]] = field(default_factory=list)  # every request's form
+    sent: list[dict[str, str]] = field(default_factory=list)  # those answered 201
+    sids: list[str] = field(default_factory=list)
+    url: str = ""
+
+    async def create_message(self, request: web.Request) -> web.Response:
+        expected = "Basic " + base64.b64encode(f"{TWILIO_SID}:test-auth-token".encode()).decode()
+        if (
+            request.match_info["sid"] != TWILIO_SID
+            or request.headers.get("Authorization") != expected
+        ):
+            return web.json_response({"code": 20003, "message": "Authenticate"}, status=401)
+        form = await request.post()
+        self.posts.append({k: str(v) for k, v in form.items()})
+        if self.answers:
+            answer = self.answers.pop(0)
+            headers = {"Retry-After": answer.retry_after} if answer.retry_after else None
+            body: dict[str, Any] = {"status": answer.status}
+            if answer.code is not None:
+                body |= {"code": answer.code, "message": answer.message}
+            return web.json_response(body, status=answer.status, headers=headers)
+        sid = f"SM{len(self.posts):032x}"
+        self.sids.append(sid)
+        self.sent.append(self.posts[-1])
+        return web.json_response({"sid": sid, "status": "queued"}, status=201)
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[FakeTwilio]:
+    fake = FakeTwilio()
+    app = web.Application()
+    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", fake.create_message)
+    async with loopback(app) as fake.url:
+        yield fake

@@ -3,7 +3,8 @@
 - SMS (any provider): any account, as a paper form would; a sender whose phone is the
   registry phone of exactly one account may leave the account number out.
 - An elder (email): the accounts of the buildings the supplier assigned to that elder.
-- A chat: the accounts linked to it (the Telegram channel adds the links).
+- A chat: the accounts linked to it (the Telegram channel adds the links); with exactly
+  one linked account the number may be left out.
 - Anything else: nothing.
 """
 
@@ -16,6 +17,9 @@ from gateway.domain.inbound import SMS_CHANNELS
 from gateway.domain.model import Account, Sender
 
 ELDER_CHANNEL = "email"
+CHAT_CHANNEL = "telegram"
+# Channels whose senders may leave the account number out when it is implied.
+OMISSIBLE_CHANNELS = SMS_CHANNELS | {CHAT_CHANNEL}
 
 
 class Directory(Protocol):
@@ -24,6 +28,8 @@ class Directory(Protocol):
     def accounts_by_phone(self, phone: str) -> list[str]: ...
 
     def elder_buildings(self, email: str) -> frozenset[str]: ...
+
+    def chat_accounts(self, chat: str) -> frozenset[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +54,15 @@ class ChannelAuthorization:
             return Scope(everything=True)
         if sender.channel == ELDER_CHANNEL and sender.address:
             return Scope(buildings=directory.elder_buildings(sender.address))
+        if sender.channel == CHAT_CHANNEL and sender.address:
+            return Scope(accounts=directory.chat_accounts(sender.address))
         return Scope()
 
     def implied_accounts(self, directory: Directory, sender: Sender) -> list[str]:
         """The accounts a sender may mean when the number is left out: an SMS sender's
-        own, by the registry phone."""
+        own, by the registry phone; a chat's linked ones. Exactly one may be left out."""
         if sender.channel in SMS_CHANNELS and sender.address:
             return directory.accounts_by_phone(sender.address)
+        if sender.channel == CHAT_CHANNEL and sender.address:
+            return sorted(directory.chat_accounts(sender.address))
         return []

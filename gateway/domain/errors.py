@@ -41,6 +41,13 @@ class StorageUnavailable(GatewayError):
     retryable = True
 
 
+class AlreadyRecorded(GatewayError):
+    """A message with this provider id was recorded meanwhile by a concurrent delivery of
+    it: the unit of work is undone, and the message is answered as that one was."""
+
+    retryable = True
+
+
 class AccountNeeded(GatewayError):
     """A held submission holds several accounts' readings (a list): a review decision
     names the account it decides."""

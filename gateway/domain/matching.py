@@ -33,7 +33,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from gateway.domain.errors import ErrorCode
-from gateway.domain.model import Account, Register, Service, Zone
+from gateway.domain.model import Account, EnteredValue, Register, Service, Zone
 from gateway.domain.rules import Rejection
 
 Pairs = list[tuple[Register, Decimal]]
@@ -79,6 +79,31 @@ def assign(account: Account, items: Sequence[ItemLike]) -> Pairs | Rejection:
         if len(items) != len(registers):
             return Rejection(ErrorCode.UNKNOWN_METER, detail=serial)
     return _positional(registers, items)
+
+
+def entered(account: Account, values: Sequence[EnteredValue]) -> Pairs | Rejection:
+    """Pair values entered by register (meter serial and zone) with the account's
+    registers, in register order: a register the account does not have is
+    ``unknown_meter``, one entered twice ``ambiguous_label``, none at all ``value_count``."""
+    chosen: dict[int, tuple[Register, Decimal]] = {}
+    for item in values:
+        register = next(
+            (
+                r
+                for r in account.registers
+                if r.zone is item.zone and _same_serial(r.meter, item.meter)
+            ),
+            None,
+        )
+        if register is None:
+            return Rejection(ErrorCode.UNKNOWN_METER, detail=item.meter)
+        if register.id in chosen:
+            return Rejection(ErrorCode.AMBIGUOUS_LABEL, detail=item.meter)
+        chosen[register.id] = (register, item.value)
+    if not chosen:
+        return Rejection(ErrorCode.VALUE_COUNT, limit=Decimal(len(account.registers)))
+    order = {r.id: i for i, r in enumerate(account.ordered_registers)}
+    return [chosen[key] for key in sorted(chosen, key=order.__getitem__)]
 
 
 def _same_serial(meter: str, written: str) -> bool:

@@ -153,6 +153,29 @@ class Sender:
 
 
 @dataclass(frozen=True, slots=True)
+class EnteredValue:
+    """One register's value, entered for it by name (meter serial and zone)."""
+
+    meter: str
+    zone: Zone
+    value: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Entered:
+    """Readings entered register by register (a guided chat dialog): nothing to parse.
+    Registers left out are left alone, as with labelled values."""
+
+    account: str
+    values: tuple[EnteredValue, ...]
+
+    def as_text(self) -> str:
+        """What the audit row shows when the channel gives no text of its own."""
+        parts = (f"{v.meter}/{v.zone.value}={format(v.value, 'f')}" for v in self.values)
+        return " ".join((self.account, *parts))
+
+
+@dataclass(frozen=True, slots=True)
 class InboundMessage:
     """What every channel turns a provider's payload into."""
 

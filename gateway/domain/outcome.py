@@ -96,6 +96,8 @@ class Confirmed:
 @dataclass(frozen=True, slots=True)
 class HeldForReview:
     account: str
+    # Whether the sender's channel can tell them the operator's decision.
+    notify: bool = True
 
 
 @dataclass(frozen=True, slots=True)

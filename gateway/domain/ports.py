@@ -35,13 +35,6 @@ class Renderer(Protocol):
     def __call__(self, outcome: Outcome) -> str | None: ...
 
 
-class Notifier(Protocol):
-    """Sends a message to a sender on the channel they wrote from. Returns False (and logs
-    why) when that channel cannot send on its own initiative or the send failed."""
-
-    async def __call__(self, channel: str, recipient: str, text: str) -> bool: ...
-
-
 class ChargeQuote(Protocol):
     """Billing's own preliminary charge for accepted readings, or None when billing does
     not answer in time (the caller then keeps its local calculation)."""

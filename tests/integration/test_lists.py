@@ -3,6 +3,7 @@ PostgreSQL: every data line decided on its own, all stored with the one message.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,27 @@ async def test_every_data_line_gets_its_own_outcome_with_its_line_number(elder: 
         "ЛС 1234567890: число записано неверно. Формат: 1234567890 12345 6789 (день ночь)"
     )
     assert result.summary() == "6 lines: 3 accepted, 1 duplicates, 0 held, 2 rejected"
+
+
+async def test_a_later_line_for_the_same_account_corrects_an_earlier_one(elder: Gateway) -> None:
+    """Lines of one batch are stored together, yet a later line sees an earlier one's
+    reading: a changed value is a correction of it, billed as one."""
+    text = "1234567891 4600\n1234567892 121 99\n1234567891 4610\n"
+
+    result = await elder.intake.handle_list(message(elder, text))
+
+    assert [line.outcome.status.value for line in result.lines] == ["accepted"] * 3
+    assert (result.lines[2].outcome.reply or "").startswith("Исправлено")
+    statuses = [(r["value"], r["status"]) for r in await select_rows(elder.db, t.readings)]
+    assert sorted(statuses) == sorted(
+        [(4600, "replaced"), (121, "accepted"), (99, "accepted"), (4610, "accepted")]
+    )
+    payloads = [json.loads(r["payload"]) for r in await select_rows(elder.db, t.outbox)]
+    correction = next(p for p in payloads if p["value"] == "4610")
+    assert correction["kind"] == "correction"
+    assert correction["replaces"]["reading_id"] == next(
+        p["reading_id"] for p in payloads if p["value"] == "4600"
+    )
 
 
 async def test_a_list_is_one_audit_row_holding_every_line_and_owning_its_readings(

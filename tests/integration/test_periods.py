@@ -125,10 +125,14 @@ async def _history(gw: Gateway, clock: Clock, tmp_path: Path) -> None:
     clock.now = moscow_noon(20, 11)
 
 
+# SMS can tell the customer the decision later only with Twilio's REST API configured.
+TWILIO_REST = {"twilio_account_sid": "AC" + "1" * 32, "twilio_from": "+79000000000"}
+
+
 async def test_an_outlier_is_held_for_review_not_charged_and_not_forwarded(
     settings: Settings, clock: Clock, tmp_path: Path
 ) -> None:
-    async with gateway(settings, clock) as gw:
+    async with gateway(replace(settings, **TWILIO_REST), clock) as gw:
         await _history(gw, clock, tmp_path)
 
         # 31 days at 30 kWh a day: 930 > 3 × 10.
@@ -143,6 +147,21 @@ async def test_an_outlier_is_held_for_review_not_charged_and_not_forwarded(
         readings = await select_rows(gw.db, t.readings)
         assert readings[-1]["status"] == "held"
         assert len(await select_rows(gw.db, t.outbox)) == 2  # the two earlier months only
+
+
+async def test_a_held_reply_promises_no_decision_no_channel_can_send(
+    settings: Settings, clock: Clock, tmp_path: Path
+) -> None:
+    """Without Twilio's REST API the operator's decision cannot reach an SMS sender."""
+    async with gateway(settings, clock) as gw:
+        await _history(gw, clock, tmp_path)
+
+        outcome = await send(gw, "1234567891 5530")
+
+        assert outcome.status == "held"
+        assert outcome.reply == (
+            "ЛС 1234567891: показания приняты на проверку — расход намного выше обычного."
+        )
 
 
 async def test_usual_consumption_after_history_is_accepted(

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from gateway.bootstrap import Gateway, gateway
 from gateway.domain.errors import AccountNeeded
@@ -17,36 +15,20 @@ from gateway.domain.model import InboundMessage
 from gateway.registry import import_file
 from gateway.settings import Settings
 from gateway.storage import tables as t
-from tests.conftest import ACCOUNTS, TARIFFS, Clock, Registry, load_registry, loopback, select_rows
+from tests.conftest import (
+    ACCOUNTS,
+    TARIFFS,
+    TWILIO_SID,
+    Clock,
+    FakeTwilio,
+    Registry,
+    load_registry,
+    select_rows,
+)
 from tests.integration.test_intake import send
 from tests.integration.test_periods import _history, moscow_noon
 
-SID = "AC" + "1" * 32
-
-
-@dataclass
-class FakeTwilio:
-    """Speaks the part of Twilio's REST API the gateway uses: create a Message."""
-
-    sent: list[dict[str, str]] = field(default_factory=list)
-    url: str = ""
-
-    async def create_message(self, request: web.Request) -> web.Response:
-        expected = "Basic " + base64.b64encode(f"{SID}:test-auth-token".encode()).decode()
-        if request.match_info["sid"] != SID or request.headers.get("Authorization") != expected:
-            return web.json_response({"code": 20003, "message": "Authenticate"}, status=401)
-        form = dict(await request.post())
-        self.sent.append({k: str(v) for k, v in form.items()})
-        return web.json_response({"sid": "SM" + "f" * 32, "status": "queued"}, status=201)
-
-
-@pytest.fixture
-async def twilio() -> AsyncIterator[FakeTwilio]:
-    fake = FakeTwilio()
-    app = web.Application()
-    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", fake.create_message)
-    async with loopback(app) as fake.url:
-        yield fake
+SID = TWILIO_SID
 
 
 @pytest.fixture

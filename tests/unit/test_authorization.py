@@ -20,6 +20,10 @@ class FakeDirectory:
         self.asked.append(email)
         return frozenset({"elder@example.org": {"b1", "b2"}}.get(email, set()))
 
+    def chat_accounts(self, chat: str) -> frozenset[str]:
+        self.asked.append(chat)
+        return frozenset({"100": {"1111111111"}, "200": {"3", "2"}}.get(chat, set()))
+
 
 def account(number: str, building: str = "") -> Account:
     return Account(number, Decimal(0), (), building=building)
@@ -67,3 +71,18 @@ def test_only_an_sms_senders_own_accounts_are_implied() -> None:
     assert AUTH.implied_accounts(directory, Sender("sms", "+79120000009")) == ["2", "3"]
     assert AUTH.implied_accounts(directory, Sender("sms", "")) == []
     assert AUTH.implied_accounts(directory, Sender("email", "elder@example.org")) == []
+
+
+def test_a_chat_may_act_on_its_linked_accounts_only() -> None:
+    scope = AUTH.scope(FakeDirectory(), Sender("telegram", "100"))
+
+    assert scope.permits(account("1111111111"))
+    assert not scope.permits(account("2")) and not scope.permits(account("1", "b1"))
+    assert AUTH.scope(FakeDirectory(), Sender("telegram", "999")) == Scope()
+
+
+def test_a_chat_may_leave_out_the_number_of_its_one_linked_account() -> None:
+    assert AUTH.implied_accounts(FakeDirectory(), Sender("telegram", "100")) == ["1111111111"]
+    # Several: the reply lists them, in number order, and asks which.
+    assert AUTH.implied_accounts(FakeDirectory(), Sender("telegram", "200")) == ["2", "3"]
+    assert AUTH.implied_accounts(FakeDirectory(), Sender("telegram", "999")) == []

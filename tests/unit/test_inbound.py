@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from gateway.domain.inbound import admit, clean_text, e164
 from gateway.domain.model import InboundMessage
-from gateway.storage.database import fit
+from gateway.storage.messages import fit
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 

@@ -1,0 +1,134 @@
+"""The audit trail: every inbound message with what became of it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.engine import Connection, CursorResult
+from sqlalchemy.exc import IntegrityError
+
+from gateway.domain.errors import AlreadyRecorded
+from gateway.domain.model import (
+    InboundMessage,
+)
+from gateway.domain.outcome import Outcome
+from gateway.domain.store import StoredMessage
+from gateway.storage import tables as t
+
+_m = t.messages.c
+_INSERT_MESSAGE = t.messages.insert()
+_FIND_MESSAGE = select(_m.id, _m.status, _m.outcome).where(
+    _m.channel == bindparam("channel"), _m.external_id == bindparam("external_id")
+)
+_COUNT_RECENT = select(func.count()).where(
+    _m.channel == bindparam("channel"),
+    _m.sender == bindparam("sender"),
+    _m.received_at > bindparam("since"),
+)
+_COUNT_RECENT_WITH_CODE = _COUNT_RECENT.where(_m.error_code == bindparam("error_code"))
+_LOCK_SENDER = select(func.pg_advisory_xact_lock(bindparam("key")))
+
+
+def _new_id(result: CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def fit(value: str, length: int | None) -> str:
+    """``value`` cut to ``length`` characters when longer, ending in ``…`` and a digest
+    of the whole, so two different long values stay different and one long value is
+    always cut the same way (it is a key: a sender, an external id)."""
+    if length is None or len(value) <= length:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return value[: length - len(digest) - 1] + "…" + digest
+
+
+def column_length(column: Any) -> int | None:
+    length = getattr(column.type, "length", None)
+    return length if isinstance(length, int) else None
+
+
+_SENDER_LENGTH = column_length(_m.sender)
+_EXTERNAL_ID_LENGTH = column_length(_m.external_id)
+_ACCOUNT_LENGTH = column_length(_m.account)
+
+
+class SqlMessages:
+    """Inbound messages and their outcomes: the audit trail."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def find(self, channel: str, external_id: str) -> StoredMessage | None:
+        params = {"channel": channel, "external_id": fit(external_id, _EXTERNAL_ID_LENGTH)}
+        row = self.conn.execute(_FIND_MESSAGE, params).first()
+        if row is None:
+            return None
+        return StoredMessage(row.id, row.status, json.loads(row.outcome))
+
+    def count_recent(
+        self, channel: str, sender: str, since: datetime, error_code: str | None = None
+    ) -> int:
+        """Messages from ``sender`` after ``since`` (with that error code, when given)."""
+        params = {"channel": channel, "sender": fit(sender, _SENDER_LENGTH), "since": since}
+        if error_code is None:
+            return int(self.conn.scalar(_COUNT_RECENT, params) or 0)
+        params["error_code"] = error_code
+        return int(self.conn.scalar(_COUNT_RECENT_WITH_CODE, params) or 0)
+
+    def lock_sender(self, channel: str, sender: str) -> None:
+        """Serialise this transaction with others for the same sender until it ends, so a
+        count of the sender's recent messages cannot miss one committed meanwhile
+        (PostgreSQL: a transaction-scoped advisory lock; SQLite has one writer already)."""
+        if self.conn.dialect.name == "sqlite":
+            return
+        digest = hashlib.sha256(f"{channel}\0{sender}".encode("utf-8", "surrogatepass")).digest()
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        self.conn.execute(_LOCK_SENDER, {"key": key})
+
+    def record(self, message: InboundMessage, outcome: Outcome) -> int:
+        """The audit row: the message as received and what became of it. A sender, id or
+        account longer than its column is stored cut (see :func:`fit`); the outcome
+        object keeps it whole."""
+        row = {
+            "channel": message.channel,
+            "external_id": (
+                None
+                if message.external_id is None
+                else fit(message.external_id, _EXTERNAL_ID_LENGTH)
+            ),
+            "sender": fit(message.sender, _SENDER_LENGTH),
+            "text": message.text,
+            "received_at": message.received_at,
+            "status": outcome.status.value,
+            "error_code": outcome.error.code if outcome.error else None,
+            "account": None if outcome.account is None else fit(outcome.account, _ACCOUNT_LENGTH),
+            "reply": outcome.reply,
+            "outcome": json.dumps(outcome.to_json(), ensure_ascii=False),
+        }
+        try:
+            result = self.conn.execute(_INSERT_MESSAGE, row)
+        except IntegrityError as exc:  # the only constraint: (channel, external_id)
+            if message.external_id is None:
+                raise
+            raise AlreadyRecorded(message.channel) from exc
+        return _new_id(result)
+
+    def update_outcome(self, message_id: int, outcome: Outcome) -> None:
+        """Replace a recorded outcome (billing's own charge arrived after the commit)."""
+        self.conn.execute(
+            t.messages.update()
+            .where(_m.id == message_id)
+            .values(
+                reply=outcome.reply,
+                outcome=json.dumps(outcome.to_json(), ensure_ascii=False),
+            )
+        )
+
+    # ----- registry reads ---------------------------------------------------------------

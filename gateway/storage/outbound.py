@@ -1,0 +1,160 @@
+"""The outbound queue: messages sent later than the synchronous reply, per channel."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.engine import Connection
+
+from gateway.domain.outbound import OutboundItem, SendVerdict, SentOutcome
+from gateway.domain.store import Outbound
+from gateway.storage import tables as t
+from gateway.storage.messages import column_length, fit
+
+if TYPE_CHECKING:  # the database builds a unit of work of this module's SqlOutbound
+    from gateway.storage.database import Database
+
+_ob = t.outbound.c
+_RECIPIENT_LENGTH = column_length(_ob.recipient)
+_DUE = (
+    select(_ob.id, _ob.channel, _ob.recipient, _ob.text, _ob.attempts)
+    .where(
+        _ob.status == "queued",
+        _ob.channel.in_(bindparam("channels", expanding=True)),
+        (_ob.next_attempt_at.is_(None)) | (_ob.next_attempt_at <= bindparam("now")),
+        (_ob.lease_until.is_(None)) | (_ob.lease_until < bindparam("now")),
+    )
+    .order_by(_ob.id)
+    .limit(bindparam("limit"))
+)
+_SETTLE = (
+    t.outbound.update()
+    .where(_ob.id == bindparam("row_id"))
+    .values(
+        status=bindparam("status"),
+        attempts=_ob.attempts + 1,
+        next_attempt_at=bindparam("due"),
+        sent_at=bindparam("sent_at"),
+        provider_id=bindparam("provider_id"),
+        last_error=func.coalesce(bindparam("error"), _ob.last_error),
+        lease_until=None,
+    )
+)
+
+
+class SqlOutbound:
+    """The queue as a unit of work writes to it (with the decision it tells of)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def queue(self, item: Outbound, now: datetime) -> int:
+        result = self.conn.execute(
+            t.outbound.insert().returning(_ob.id),
+            {
+                "channel": item.channel,
+                "recipient": fit(item.recipient, _RECIPIENT_LENGTH),
+                "text": item.text,
+                "kind": item.kind,
+                "message_id": item.message_id,
+                "status": "queued",
+                "attempts": 0,
+                "created_at": now,
+            },
+        )
+        return int(result.scalar_one())
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundStatus:
+    queued: int
+    sent: int
+    failed: int
+    oldest_queued_seconds: float | None
+    # (id, channel, kind, attempts, last error) of rows queued after a failed attempt or
+    # failed for good: what an operator looks at.
+    problems: list[tuple[int, str, str, int, str]]
+
+
+class SqlOutboundQueue:
+    """The queue as the senders see it: claim due rows with a lease, record attempts."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def claim(
+        self,
+        channels: Collection[str],
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        *,
+        ids: Sequence[int] | None = None,
+    ) -> list[OutboundItem]:
+        """Lease up to ``limit`` due rows of ``channels`` (only ``ids``, when given)."""
+        if not channels:
+            return []
+        until = now + timedelta(seconds=lease_seconds)
+
+        def claim(conn: Connection) -> list[OutboundItem]:
+            query = _DUE
+            if ids is not None:
+                query = query.where(_ob.id.in_(list(ids)))
+            if conn.dialect.name == "postgresql":  # several senders: skip rows one holds
+                query = query.with_for_update(skip_locked=True)
+            params = {"channels": list(channels), "now": now, "limit": limit}
+            rows = conn.execute(query, params).all()
+            if rows:
+                conn.execute(
+                    t.outbound.update()
+                    .where(_ob.id.in_([r.id for r in rows]))
+                    .values(lease_until=until)
+                )
+            return [OutboundItem(r.id, r.channel, r.recipient, r.text, r.attempts) for r in rows]
+
+        return await self._db.run(lambda uow: claim(uow.conn))
+
+    async def settle(self, outcomes: Sequence[SentOutcome]) -> None:
+        """Record the attempts, in one transaction."""
+        if not outcomes:
+            return
+        rows = [
+            {
+                "row_id": o.item.id,
+                "status": "queued" if o.result.verdict is SendVerdict.RETRY else o.result.verdict,
+                "due": o.due,
+                "sent_at": o.at if o.result.verdict is SendVerdict.SENT else None,
+                "provider_id": o.result.detail[:128]
+                if o.result.verdict is SendVerdict.SENT
+                else None,
+                "error": None if o.result.verdict is SendVerdict.SENT else o.result.detail,
+            }
+            for o in outcomes
+        ]
+        await self._db.run(lambda uow: uow.conn.execute(_SETTLE, rows))
+
+    async def status(self, now: datetime) -> OutboundStatus:
+        def read(conn: Connection) -> OutboundStatus:
+            counts = {
+                status: int(n)
+                for status, n in conn.execute(select(_ob.status, func.count()).group_by(_ob.status))
+            }
+            oldest = conn.scalar(select(func.min(_ob.created_at)).where(_ob.status == "queued"))
+            problems = conn.execute(
+                select(_ob.id, _ob.channel, _ob.kind, _ob.attempts, _ob.last_error)
+                .where((_ob.status == "failed") | ((_ob.status == "queued") & (_ob.attempts > 0)))
+                .order_by(_ob.id)
+            )
+            return OutboundStatus(
+                queued=counts.get("queued", 0),
+                sent=counts.get("sent", 0),
+                failed=counts.get("failed", 0),
+                oldest_queued_seconds=None if oldest is None else (now - oldest).total_seconds(),
+                problems=[(i, c, k, a, e or "") for i, c, k, a, e in problems],
+            )
+
+        return await self._db.run(lambda uow: read(uow.conn))

@@ -1,0 +1,290 @@
+"""Readings, with the outbox rows billing receives written in the same transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection
+
+from gateway.domain.errors import AccountNeeded
+from gateway.domain.model import (
+    Register,
+)
+from gateway.domain.store import NewReading, StoredReading
+from gateway.storage import tables as t
+
+_m, _r, _reg = t.messages.c, t.readings.c, t.registers.c
+_HISTORY = select(_r.register_id, _r.consumption, _r.days).where(
+    _r.register_id.in_(bindparam("ids", expanding=True)),
+    _r.status == "accepted",
+    _r.period < bindparam("period"),
+    _r.days > 0,
+)
+# The readings of a period a newer one supersedes.
+_IN_FORCE = select(_r.id, _r.register_id, _r.status).where(
+    _r.register_id.in_(bindparam("registers", expanding=True)),
+    _r.period == bindparam("period"),
+    _r.status.in_(bindparam("statuses", expanding=True)),
+)
+_REPLACE = (
+    t.readings.update().where(_r.id.in_(bindparam("ids", expanding=True))).values(status="replaced")
+)
+_APPROVE = (
+    t.readings.update()
+    .where(_r.id == bindparam("reading_id"))
+    .values(status="accepted", replaces_id=bindparam("replaces"), review_note=bindparam("note"))
+)
+_STORED = (
+    select(
+        _r.id,
+        _r.message_id,
+        _r.register_id,
+        _r.value,
+        _r.previous,
+        _r.consumption,
+        _r.days,
+        _r.taken_at,
+        _r.taken_on,
+        _r.period,
+        _reg.account,
+        _reg.meter,
+        _reg.service,
+        _reg.zone,
+        _m.channel,
+        _m.sender,
+        _r.status,
+    )
+    .join(t.registers, _reg.id == _r.register_id)
+    .join(t.messages, _m.id == _r.message_id)
+)
+_INSERT_READINGS = t.readings.insert().returning(_r.id, sort_by_parameter_order=True)
+_INSERT_OUTBOX = t.outbox.insert()
+
+
+def _outbox_payload(
+    reading_id: int, reading: Mapping[Any, Any], replaces: int | None
+) -> dict[str, Any]:
+    """What billing receives for a reading (documented in the README), from its row with
+    the register's columns. A correction names the reading billing was sent for the same
+    register and period."""
+    previous = reading["previous"]
+    return {
+        "reading_id": reading_id,
+        "register_id": reading["register_id"],
+        "kind": "correction" if replaces is not None else "reading",
+        "replaces": (
+            None
+            if replaces is None
+            else {"reading_id": replaces, "idempotency_key": idempotency_key(replaces)}
+        ),
+        "period": reading["period"],
+        "account": reading["account"],
+        "meter": reading["meter"],
+        "service": reading["service"],
+        "zone": reading["zone"],
+        "value": format(reading["value"], "f"),
+        "previous": None if previous is None else format(previous, "f"),
+        "consumption": format(reading["consumption"], "f"),
+        "taken_at": reading["taken_at"].isoformat(),
+    }
+
+
+def _register_columns(register: Register) -> dict[str, str]:
+    return {
+        "account": register.account,
+        "meter": register.meter,
+        "service": register.service.value,
+        "zone": register.zone.value,
+    }
+
+
+def idempotency_key(reading_id: int) -> str:
+    """Billing's key for a reading: derived from it, so a repeat carries the same key."""
+    return f"reading-{reading_id}"
+
+
+def _stored_reading(row: Any) -> StoredReading:
+    return StoredReading(
+        row.id,
+        row.message_id,
+        row.account,
+        row.meter,
+        row.service,
+        row.zone,
+        row.value,
+        row.previous,
+        row.consumption,
+        row.days,
+        row.taken_at,
+        row.taken_on,
+        row.period,
+        row.channel,
+        row.sender,
+        row.status,
+    )
+
+
+class SqlReadings:
+    """Readings, and billing's outbox rows written with them."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def history_totals(
+        self, register_ids: Sequence[int], period: str
+    ) -> dict[int, tuple[Decimal, int]]:
+        """Per register: accepted consumption and the days it covered, before ``period``."""
+        totals: dict[int, tuple[Decimal, int]] = {}
+        params = {"ids": list(register_ids), "period": period}
+        for row in self.conn.execute(_HISTORY, params):
+            consumption, days = totals.get(row.register_id, (Decimal(0), 0))
+            totals[row.register_id] = (consumption + row.consumption, days + row.days)
+        return totals
+
+    def add(
+        self,
+        message_id: int,
+        items: Sequence[NewReading],
+        taken_at: datetime,
+        taken_on: date,
+        period: str,
+        *,
+        held: bool = False,
+    ) -> list[int]:
+        """Store readings. An accepted reading supersedes whatever its register already has
+        for the period (billing gets it as a correction of the accepted one) and gets its
+        outbox row in the same transaction. A held reading supersedes only an earlier held
+        one: the accepted reading stays in force until an operator approves."""
+        if not items:
+            return []
+        corrected = [item.register.id for item in items if item.register.current is not None]
+        statuses = ("held",) if held else ("accepted", "held")
+        replaced = self._supersede(corrected, period, statuses)
+        rows = [
+            {
+                "register_id": item.register.id,
+                "message_id": message_id,
+                "value": item.value,
+                "previous": item.previous,
+                "consumption": item.consumption,
+                "taken_at": taken_at,
+                "taken_on": taken_on,
+                "days": item.days,
+                "period": period,
+                "status": "held" if held else "accepted",
+                "replaces_id": replaced.get(item.register.id),
+            }
+            for item in items
+        ]
+        ids = [int(row[0]) for row in self.conn.execute(_INSERT_READINGS, rows)]
+        if not held:
+            self._enqueue(
+                [
+                    _outbox_payload(
+                        reading_id,
+                        {**row, **_register_columns(item.register)},
+                        replaced.get(item.register.id),
+                    )
+                    for reading_id, row, item in zip(ids, rows, items, strict=True)
+                ],
+                taken_at,
+            )
+        return ids
+
+    def _supersede(
+        self, register_ids: Sequence[int], period: str, statuses: Sequence[str]
+    ) -> dict[int, int]:
+        """Mark the readings of ``period`` in one of ``statuses`` replaced; return, per
+        register, the accepted one among them: the reading billing was sent."""
+        if not register_ids:
+            return {}
+        params = {"registers": list(register_ids), "period": period, "statuses": list(statuses)}
+        rows = self.conn.execute(_IN_FORCE, params).all()
+        if rows:
+            self.conn.execute(_REPLACE, {"ids": [row.id for row in rows]})
+        return {row.register_id: row.id for row in rows if row.status == "accepted"}
+
+    def _enqueue(self, payloads: Sequence[dict[str, Any]], now: datetime) -> None:
+        """One outbox row per payload, keyed by the reading (never random)."""
+        self.conn.execute(
+            _INSERT_OUTBOX,
+            [
+                {
+                    "reading_id": payload["reading_id"],
+                    "register_id": payload["register_id"],
+                    "idempotency_key": idempotency_key(payload["reading_id"]),
+                    "payload": json.dumps(
+                        {k: v for k, v in payload.items() if k != "register_id"},
+                        ensure_ascii=False,
+                    ),
+                    "status": "pending",
+                    "attempts": 0,
+                    "created_at": now,
+                }
+                for payload in payloads
+            ],
+        )
+
+    def held(self) -> list[StoredReading]:
+        """Readings held for an operator, oldest first."""
+        rows = self.conn.execute(_STORED.where(_r.status == "held").order_by(_r.message_id, _r.id))
+        return [_stored_reading(row) for row in rows]
+
+    def decide(
+        self,
+        message_id: int,
+        *,
+        approve: bool,
+        note: str | None,
+        now: datetime,
+        account: str | None = None,
+    ) -> list[StoredReading]:
+        """Approve or decline the held readings of one message for one account (a list
+        may hold several accounts' lines; ``account`` may be left out when it holds one);
+        returns them, or an empty list when nothing of it is held any more. Approved
+        readings supersede the accepted ones of their period (a held reading is always its
+        register's newest) and are queued for billing; declined ones leave the accepted
+        ones in force. Raises :class:`AccountNeeded` when the message holds several
+        accounts and none is named."""
+        held = _STORED.where(_r.status == "held", _r.message_id == message_id)
+        if account is not None:
+            held = held.where(_reg.account == account)
+        rows = self.conn.execute(held.order_by(_r.id)).all()
+        if not rows:
+            return []
+        accounts = sorted({row.account for row in rows})
+        if len(accounts) > 1:
+            raise AccountNeeded(message_id, tuple(accounts))
+        if not approve:
+            ids = [row.id for row in rows]
+            self.conn.execute(
+                t.readings.update()
+                .where(_r.id.in_(ids))
+                .values(status="declined", review_note=note)
+            )
+            return [_stored_reading(row) for row in rows]
+        replaced = self._supersede([row.register_id for row in rows], rows[0].period, ["accepted"])
+        self.conn.execute(
+            _APPROVE,
+            [
+                {"reading_id": row.id, "replaces": replaced.get(row.register_id), "note": note}
+                for row in rows
+            ],
+        )
+        self._enqueue(
+            [_outbox_payload(row.id, row._mapping, replaced.get(row.register_id)) for row in rows],
+            now,
+        )
+        return [_stored_reading(row) for row in rows]
+
+    def history(self, account: str) -> list[StoredReading]:
+        """Every reading received for the account, oldest first, whatever its status."""
+        rows = self.conn.execute(_STORED.where(_reg.account == account).order_by(_r.id))
+        return [_stored_reading(row) for row in rows]
+
+    # ----- registry writes ----------------------------------------------------------------

@@ -1,0 +1,286 @@
+"""The registry: accounts with their registers and readings in force, tariffs, elders,
+chats; and the import's upserts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Table, and_, bindparam, func, select, tuple_
+from sqlalchemy.engine import Connection
+
+from gateway.domain.model import (
+    Account,
+    Capacity,
+    PreviousReading,
+    Register,
+    Service,
+    Tariff,
+    Zone,
+)
+from gateway.domain.store import LATEST
+from gateway.storage import tables as t
+
+_reg = t.registers.c
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertCounts:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+# Each register with (a) the last accepted reading of an earlier period and (b) the
+# reading already stored for the current period; each an index seek on (register_id, id).
+_e1, _e2 = t.readings.alias("e1"), t.readings.alias("e2")
+_prev, _cur = t.readings.alias("prev"), t.readings.alias("cur")
+_previous_id = (
+    select(func.max(_e1.c.id))
+    .where(
+        _e1.c.register_id == _reg.id,
+        _e1.c.status == "accepted",
+        _e1.c.period < bindparam("period"),
+    )
+    .correlate(t.registers)
+    .scalar_subquery()
+)
+_current_id = (
+    select(func.max(_e2.c.id))
+    .where(
+        _e2.c.register_id == _reg.id,
+        _e2.c.status.in_(("accepted", "held")),
+        _e2.c.period == bindparam("period"),
+    )
+    .correlate(t.registers)
+    .scalar_subquery()
+)
+_WITH_REGISTERS = (
+    select(
+        t.accounts.c.account.label("number"),
+        t.accounts.c.debt,
+        t.accounts.c.residents,
+        t.accounts.c.building,
+        t.accounts.c.phone,
+        _reg.id,
+        _reg.meter,
+        _reg.service,
+        _reg.zone,
+        _reg.digits,
+        _reg.verified_until,
+        _reg.last_value,
+        _reg.last_date,
+        _prev.c.id.label("prev_id"),
+        _prev.c.value.label("prev_value"),
+        _prev.c.taken_on.label("prev_on"),
+        _prev.c.previous.label("prev_previous"),
+        _prev.c.consumption.label("prev_consumption"),
+        _cur.c.id.label("cur_id"),
+        _cur.c.value.label("cur_value"),
+        _cur.c.taken_on.label("cur_on"),
+        _cur.c.previous.label("cur_previous"),
+        _cur.c.consumption.label("cur_consumption"),
+        _cur.c.status.label("cur_status"),
+    )
+    .outerjoin(t.registers, _reg.account == t.accounts.c.account)
+    .outerjoin(_prev, _prev.c.id == _previous_id)
+    .outerjoin(_cur, _cur.c.id == _current_id)
+)
+_ACCOUNT_WITH_REGISTERS = _WITH_REGISTERS.where(t.accounts.c.account == bindparam("account"))
+_ACCOUNTS_WITH_REGISTERS = _WITH_REGISTERS.where(
+    t.accounts.c.account.in_(bindparam("accounts", expanding=True))
+).order_by(t.accounts.c.account, _reg.id)
+# A statement of its own: in READ COMMITTED a locking read that had to wait re-checks
+# only the locked row, so the account's readings are read after it, with a fresh snapshot.
+_LOCK_ACCOUNT = (
+    select(t.accounts.c.account)
+    .where(t.accounts.c.account == bindparam("account"))
+    .with_for_update()
+)
+# Many accounts' locks, always taken in number order so two lists cannot deadlock.
+_LOCK_ACCOUNTS = (
+    select(t.accounts.c.account)
+    .where(t.accounts.c.account.in_(bindparam("accounts", expanding=True)))
+    .order_by(t.accounts.c.account)
+    .with_for_update()
+)
+_TARIFFS = select(
+    t.tariffs.c.service,
+    t.tariffs.c.zone,
+    t.tariffs.c.price,
+    t.tariffs.c.valid_from,
+    t.tariffs.c.normative,
+)
+_ACCOUNTS_BY_PHONE = (
+    select(t.accounts.c.account)
+    .where(t.accounts.c.phone == bindparam("phone"), t.accounts.c.phone != "")
+    .order_by(t.accounts.c.account)
+)
+_ELDER_BUILDINGS = select(t.elders.c.building).where(t.elders.c.email == bindparam("email"))
+_CHAT_ACCOUNTS = select(t.chat_links.c.account).where(t.chat_links.c.chat == bindparam("chat"))
+
+
+class SqlRegistry:
+    """Accounts with their registers, tariffs, elders, chats: the registry."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._tariffs: list[Tariff] | None = None
+
+    def load_account(
+        self, number: str, period: str = LATEST, *, lock: bool = False
+    ) -> Account | None:
+        """The account with its registers: for each, the last accepted reading of a period
+        before ``period`` (or the registry's newer baseline) and the reading already stored
+        for ``period``. Without a period: the latest accepted reading of all.
+
+        ``lock`` takes a row lock on the account (PostgreSQL) so concurrent messages for
+        one account are validated one after the other.
+        """
+        if lock and self.conn.dialect.name != "sqlite":  # SQLite: one writer thread already
+            self.conn.execute(_LOCK_ACCOUNT, {"account": number})
+        params = {"account": number, "period": period}
+        accounts = _accounts(self.conn.execute(_ACCOUNT_WITH_REGISTERS, params))
+        return accounts.get(number)
+
+    def load_accounts(
+        self, numbers: Sequence[str], period: str = LATEST, *, lock: bool = False
+    ) -> dict[str, Account]:
+        """:meth:`load_account` for many accounts in one query (a list's batch); the
+        unknown ones are left out. ``lock`` locks them all, in number order."""
+        wanted = sorted(set(numbers))
+        if not wanted:
+            return {}
+        if lock and self.conn.dialect.name != "sqlite":
+            self.conn.execute(_LOCK_ACCOUNTS, {"accounts": wanted})
+        params = {"accounts": wanted, "period": period}
+        return _accounts(self.conn.execute(_ACCOUNTS_WITH_REGISTERS, params))
+
+    def accounts_by_phone(self, phone: str) -> list[str]:
+        """The accounts whose registry phone is ``phone`` (E.164), in number order."""
+        return list(self.conn.scalars(_ACCOUNTS_BY_PHONE, {"phone": phone}))
+
+    def elder_buildings(self, email: str) -> frozenset[str]:
+        """The buildings assigned to the elder with this email address."""
+        return frozenset(self.conn.scalars(_ELDER_BUILDINGS, {"email": email.lower()}))
+
+    def chat_accounts(self, chat: str) -> frozenset[str]:
+        """The accounts linked to a chat."""
+        return frozenset(self.conn.scalars(_CHAT_ACCOUNTS, {"chat": chat}))
+
+    def load_tariffs(self) -> list[Tariff]:
+        """Every tariff, read once per unit of work (a list charges many lines)."""
+        if self._tariffs is None:
+            self._tariffs = [
+                Tariff(Service(r.service), Zone(r.zone), r.price, r.valid_from, r.normative)
+                for r in self.conn.execute(_TARIFFS)
+            ]
+        return list(self._tariffs)
+
+    def upsert(
+        self, table: Table, key: Sequence[str], rows: Sequence[Mapping[str, Any]]
+    ) -> UpsertCounts:
+        """Insert new rows, update changed ones, leave equal ones alone; by natural ``key``."""
+        if not rows:
+            return UpsertCounts()
+        cols = [table.c[k] for k in key]
+        keys = [tuple(row[k] for k in key) for row in rows]
+        condition = tuple_(*cols).in_(keys) if len(cols) > 1 else cols[0].in_([k[0] for k in keys])
+        value_cols = list(rows[0].keys())
+        existing = {
+            tuple(r._mapping[k] for k in key): r._mapping
+            for r in self.conn.execute(select(*[table.c[c] for c in value_cols]).where(condition))
+        }
+        inserts, updates, unchanged = [], [], 0
+        for row_key, row in zip(keys, rows, strict=True):
+            current = existing.get(row_key)
+            if current is None:
+                inserts.append(dict(row))
+            elif any(current[c] != row[c] for c in value_cols):
+                updates.append((row_key, row))
+            else:
+                unchanged += 1
+        if inserts:
+            self.conn.execute(table.insert(), inserts)
+        for row_key, row in updates:
+            self.conn.execute(
+                table.update()
+                .where(and_(*(col == v for col, v in zip(cols, row_key, strict=True))))
+                .values({c: row[c] for c in value_cols if c not in key})
+            )
+        return UpsertCounts(len(inserts), len(updates), unchanged)
+
+    def existing_accounts(self, numbers: Iterable[str]) -> set[str]:
+        wanted = list(set(numbers))
+        if not wanted:
+            return set()
+        rows = self.conn.execute(
+            select(t.accounts.c.account).where(t.accounts.c.account.in_(wanted))
+        )
+        return {r[0] for r in rows}
+
+
+def _accounts(rows: Iterable[Any]) -> dict[str, Account]:
+    """Accounts from rows of one account per register (a row of NULL register columns
+    for an account without meters), in the order the rows come."""
+    found: dict[str, tuple[Any, list[Register]]] = {}
+    for row in rows:
+        _, registers = found.setdefault(row.number, (row, []))
+        if row.id is not None:
+            registers.append(_register(row))
+    return {
+        number: Account(
+            number,
+            first.debt,
+            tuple(registers),
+            first.residents,
+            building=first.building,
+            phone=first.phone,
+        )
+        for number, (first, registers) in found.items()
+    }
+
+
+def _register(row: Any) -> Register:
+    """A register with the reading in force before the period and the period's own."""
+    ours = (
+        PreviousReading(
+            row.prev_value, row.prev_on, row.prev_previous, row.prev_consumption, row.prev_id
+        )
+        if row.prev_id is not None
+        else None
+    )
+    baseline = (
+        PreviousReading(row.last_value, row.last_date or date.min)
+        if row.last_value is not None
+        else None
+    )
+    previous, is_ours = ours, ours is not None
+    if baseline is not None and (ours is None or baseline.taken_on > ours.taken_on):
+        previous, is_ours = baseline, False
+    current = (
+        PreviousReading(
+            row.cur_value,
+            row.cur_on,
+            row.cur_previous,
+            row.cur_consumption,
+            row.cur_id,
+            held=row.cur_status == "held",
+        )
+        if row.cur_id is not None
+        else None
+    )
+    return Register(
+        id=row.id,
+        account=row.number,
+        meter=row.meter,
+        service=Service(row.service),
+        zone=Zone(row.zone),
+        capacity=Capacity.parse(row.digits),
+        verified_until=row.verified_until,
+        previous=previous,
+        previous_is_ours=is_ours,
+        current=current,
+    )
