@@ -20,6 +20,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from gateway.domain.errors import SchemaMismatch, StorageUnavailable
 from gateway.storage import schema
+from gateway.storage.chats import SqlChats
 from gateway.storage.messages import SqlMessages
 from gateway.storage.outbound import SqlOutbound
 from gateway.storage.readings import SqlReadings
@@ -248,3 +249,4 @@ class UnitOfWork:
         self.registry = SqlRegistry(conn)
         self.readings = SqlReadings(conn)
         self.outbound = SqlOutbound(conn)
+        self.chats = SqlChats(conn)

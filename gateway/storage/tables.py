@@ -8,6 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -137,6 +139,47 @@ chat_links = Table(
     Column("account", String(32), ForeignKey("accounts.account"), primary_key=True),
     Column("linked_at", UTCDateTime, nullable=False),
     Index("ix_chat_links_account", "account"),
+)
+
+# Telegram's updates as received, kept before they are acknowledged: a repeated
+# delivery is recognised by its id, and one not processed yet (the process stopped) is
+# processed at the next start.
+telegram_updates = Table(
+    "telegram_updates",
+    metadata,
+    Column("update_id", BigInteger, primary_key=True, autoincrement=False),
+    # The update's JSON, as Telegram sent it.
+    Column("payload", Text, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    # NULL: not processed yet.
+    Column("processed_at", UTCDateTime, nullable=True),
+    Index("ix_telegram_updates_pending", "processed_at", "update_id"),
+)
+
+# Each chat's preferences; a chat without a row has the defaults.
+chats = Table(
+    "chats",
+    metadata,
+    Column("chat", String(64), primary_key=True),
+    Column("reminders", Boolean, nullable=False, default=True),
+    # The bot was blocked (403): the chat is never messaged again.
+    Column("blocked_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Every attempt of a chat to prove it may link an account: wrong answers are counted per
+# account, across chats, to lock linking after too many.
+link_attempts = Table(
+    "link_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account", String(32), nullable=False),
+    Column("chat", String(64), nullable=False),
+    # receipt_code | bill_total | contact
+    Column("method", String(16), nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_link_attempts_account", "account", "at"),
 )
 
 # Every inbound message, whatever became of it: the audit trail.

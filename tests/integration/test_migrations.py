@@ -813,6 +813,10 @@ async def test_a_0_1_0_database_is_stamped_and_keeps_every_row_usable(
         # What revision 0002 added: new tables, empty.
         assert await count_rows(gw.db, t.outbound) == 0
         assert await count_rows(gw.db, t.chat_links) == 0
+        # What revision 0003 added: new tables, empty.
+        assert await count_rows(gw.db, t.telegram_updates) == 0
+        assert await count_rows(gw.db, t.chats) == 0
+        assert await count_rows(gw.db, t.link_attempts) == 0
 
         # The same account again in the same period: a correction of the stored reading;
         # Twilio delivering the first message again: its stored outcome, nothing stored.
