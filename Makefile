@@ -39,6 +39,8 @@ bench: install
 	$(BIN)/python -m bench.webhook --concurrency 8
 	$(BIN)/python -m bench.webhook --concurrency 32
 	$(BIN)/python -m bench.relay
+	$(BIN)/python -m bench.lists
+	$(BIN)/python -m bench.telegram
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

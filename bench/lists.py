@@ -30,7 +30,8 @@ from gateway.settings import Settings
 ELDER = "elder@example.org"
 
 
-def _write(folder: Path, lines: int) -> dict[str, Path]:
+def registry_files(folder: Path, lines: int) -> dict[str, Path]:
+    """N accounts in one building (its elder ELDER), a single-rate meter each."""
     files = {
         "accounts": "account,address,building,phone,debt\n"
         + "".join(f"7{i:09d},addr,big,,0\n" for i in range(lines)),
@@ -57,7 +58,7 @@ async def _run(url: str, lines: int, folder: Path, profile: Path | None) -> floa
         return now
 
     async with gateway(settings, clock, upgrade=True) as gw:
-        for kind, path in _write(folder, lines).items():
+        for kind, path in registry_files(folder, lines).items():
             report = await import_file(gw.db, kind, path)
             assert not report.errors, report.errors[:3]
         text = "Показания дома:\n" + "\n".join(

@@ -3,7 +3,7 @@ routes."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
@@ -30,7 +30,12 @@ def readiness(database_ready: Probe) -> Callable[[web.Request], Awaitable[web.Re
     return ready
 
 
-def build_app(sms: TwilioSmsChannel, max_body_bytes: int, database_ready: Probe) -> web.Application:
+def build_app(
+    sms: TwilioSmsChannel,
+    max_body_bytes: int,
+    database_ready: Probe,
+    extra_routes: Sequence[web.RouteDef] = (),
+) -> web.Application:
     # aiohttp's own limit is a little above ours, so the channel answers 413 itself.
     app = web.Application(client_max_size=max_body_bytes * 2)
     app.add_routes(
@@ -38,6 +43,7 @@ def build_app(sms: TwilioSmsChannel, max_body_bytes: int, database_ready: Probe)
             web.get("/healthz", health),
             web.get("/readyz", readiness(database_ready)),
             *sms.routes(),
+            *extra_routes,
         ]
     )
     return app

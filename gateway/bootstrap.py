@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
+import structlog
 from aiohttp import web
 
 from billing_bridge.delivery import OutboxRelay, RelayPolicy
@@ -16,19 +18,35 @@ from billing_bridge.remote_charge import RemoteCharge
 from channels.sms_twilio import TwilioRestSender, TwilioSmsChannel
 from gateway import renderers
 from gateway.app import build_app
+from gateway.chats import ChatDesk
 from gateway.domain.outbound import ChannelSender
+from gateway.domain.ports import OnEntered, OnInbound
 from gateway.intake import Clock, Intake
 from gateway.outbound import OutboundSender
+from gateway.reminders import Reminders
 from gateway.review import Review
 from gateway.settings import Settings
 from gateway.storage import Database
 from gateway.storage.outbound import SqlOutboundQueue
 from gateway.storage.outbox_store import EmbeddedBilling, SqlOutboxStore
+from parsers import HELP_TEXT
+
+if TYPE_CHECKING:  # aiogram takes seconds to import: only a gateway with a bot pays it
+    from aiogram import Bot
+
+    from channels.telegram import TelegramChannel
+
+log = structlog.get_logger("gateway.bootstrap")
 
 # Each channel's wording of an outcome (gateway.renderers); `gateway sms` is the SMS channel.
-# Elders' lists (`gateway list`, the email channel) and chats are worded as SMS texts
-# until the email channel renders its report and the Telegram channel its chat replies.
-RENDERERS = {"sms": renderers.sms, "email": renderers.sms, "telegram": renderers.sms}
+# Elders' lists (`gateway list`, the email channel) are worded as SMS texts per line until
+# the email channel renders its report.
+RENDERERS = {"sms": renderers.sms, "email": renderers.sms, "telegram": renderers.chat}
+
+
+# Messages per second each provider takes on our initiative: Telegram allows about 30
+# overall (and one per chat, which one reminder per chat and period keeps).
+CHANNEL_RATES = {"telegram": 25.0}
 
 
 def senders(settings: Settings) -> dict[str, ChannelSender]:
@@ -46,6 +64,40 @@ def senders(settings: Settings) -> dict[str, ChannelSender]:
     return found
 
 
+def telegram_channel(
+    settings: Settings,
+    bot: Bot,
+    on_inbound: OnInbound,
+    on_entered: OnEntered,
+    desk: ChatDesk,
+    clock: Clock,
+) -> TelegramChannel:
+    """The Telegram bot's handlers, its dialog state in Redis when configured."""
+    from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder
+    from aiogram.fsm.storage.memory import MemoryStorage
+    from aiogram.fsm.storage.redis import RedisStorage
+
+    from channels.telegram import TelegramChannel
+
+    storage: BaseStorage = MemoryStorage()
+    if settings.redis_url:
+        keys = DefaultKeyBuilder(prefix=f"{settings.redis_prefix}:fsm", with_bot_id=True)
+        storage = RedisStorage.from_url(settings.redis_url, key_builder=keys)
+    return TelegramChannel(
+        bot=bot,
+        on_inbound=on_inbound,
+        on_entered=on_entered,
+        summarize=renderers.chat_summary,
+        desk=desk,
+        clock=clock,
+        zone=settings.zone,
+        storage=storage,
+        help_text=HELP_TEXT,
+        webhook_url=settings.telegram_webhook_url,
+        webhook_secret=settings.telegram_webhook_secret,
+    )
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -58,6 +110,8 @@ class Gateway:
     clock: Clock
 
     outbound: OutboundSender
+    desk: ChatDesk
+    telegram: TelegramChannel | None = None
 
     @property
     def review(self) -> Review:
@@ -96,6 +150,18 @@ class Gateway:
             stop.set()
             await task
 
+    @property
+    def reminders(self) -> Reminders:
+        return Reminders(self.db, self.settings, self.clock)
+
+    async def reminders_in_background(self, app: web.Application) -> AsyncIterator[None]:
+        """aiohttp cleanup context: reminders are checked every minute while serving."""
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.reminders.run_forever(stop))
+        yield
+        stop.set()
+        await task
+
     async def outbound_in_background(self, app: web.Application) -> AsyncIterator[None]:
         """aiohttp cleanup context: the outbound senders run while the server does."""
         stop = asyncio.Event()
@@ -112,7 +178,13 @@ class Gateway:
             clock=self.clock,
             max_body_bytes=self.settings.max_body_bytes,
         )
-        app = build_app(sms, self.settings.max_body_bytes, self.db.ping)
+        chat = self.telegram
+        app = build_app(
+            sms, self.settings.max_body_bytes, self.db.ping, chat.routes() if chat else ()
+        )
+        if chat is not None:
+            app.cleanup_ctx.append(chat.run)
+            app.cleanup_ctx.append(self.reminders_in_background)
         app.cleanup_ctx.append(self.relay_in_background)
         app.cleanup_ctx.append(self.outbound_in_background)
         return app
@@ -147,11 +219,28 @@ async def gateway(
             await db.upgrade_schema()
         else:
             await db.check_schema()
-        outbound = OutboundSender(SqlOutboundQueue(db), senders(settings), clock)
+        desk = ChatDesk(db, clock, settings.default_country_code)
+        bot: Bot | None = None
+        channel_senders = senders(settings)
+        if settings.telegram_token:
+            from channels.telegram import TelegramSender, telegram_bot
+
+            bot = telegram_bot(settings.telegram_token, settings.telegram_api_base)
+            channel_senders["telegram"] = TelegramSender(bot, desk.mark_blocked)
+        else:
+            log.info("telegram_off", reason="GATEWAY_TELEGRAM_TOKEN is not set")
+        outbound = OutboundSender(SqlOutboundQueue(db), channel_senders, clock, rates=CHANNEL_RATES)
         intake = Intake(
             db, settings, clock, quote, renderers=RENDERERS, notifiable=outbound.channels
         )
-        yield Gateway(settings, db, intake, clock, outbound)
+        telegram = None
+        if bot is not None:
+            telegram = telegram_channel(settings, bot, intake, intake, desk, clock)
+        try:
+            yield Gateway(settings, db, intake, clock, outbound, desk, telegram)
+        finally:
+            if bot is not None:
+                await bot.session.close()
     finally:
         if quote is not None:
             await quote.close()

@@ -183,6 +183,14 @@ class Intake:
         message = admit(message, self._settings.default_country_code)
         return await self._decide_and_store(message, _Read(entered))
 
+    async def preview(self, message: InboundMessage, entered: Entered) -> Outcome:
+        """What :meth:`submit` would answer now, without storing or recording anything:
+        the summary a guided dialog shows before the customer confirms (the charge is
+        the local one)."""
+        message = admit(message, self._settings.default_country_code)
+        decision = await self._db.run(lambda uow: self._evaluate(uow, message, _Read(entered)))
+        return self._worded(message.channel, decision.outcome)
+
     async def _decide_and_store(self, message: InboundMessage, parsed: _Read) -> Outcome:
         try:
             try:

@@ -62,11 +62,17 @@ class OutboundSender:
         senders: Mapping[str, ChannelSender],
         clock: Callable[[], datetime],
         policy: OutboundPolicy | None = None,
+        rates: Mapping[str, float] | None = None,
     ) -> None:
+        """``rates``: the most messages per second a channel's provider takes (Telegram:
+        about 30 overall); that channel's sends are spaced to stay under it."""
         self._queue = queue
         self._senders = senders
         self._clock = clock
         self._policy = policy or OutboundPolicy()
+        self._rates = dict(rates or {})
+        self._slots: dict[str, float] = {}
+        self._pacing = {channel: asyncio.Lock() for channel in self._rates}
 
     @property
     def channels(self) -> frozenset[str]:
@@ -119,7 +125,19 @@ class OutboundSender:
         await self._queue.settle(outcomes)
         return outcomes
 
+    async def _paced(self, channel: str) -> None:
+        """Wait for the channel's next free slot (its rate), then take it."""
+        rate = self._rates.get(channel)
+        if not rate:
+            return
+        loop = asyncio.get_running_loop()
+        async with self._pacing[channel]:
+            slot = max(loop.time(), self._slots.get(channel, 0.0))
+            self._slots[channel] = slot + 1.0 / rate
+            await asyncio.sleep(slot - loop.time())
+
     async def _attempt(self, item: OutboundItem) -> SentOutcome:
+        await self._paced(item.channel)
         try:
             result = await self._senders[item.channel].send(item.recipient, item.text)
         except Exception as exc:  # a sender's bug must not stop the queue

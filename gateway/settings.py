@@ -16,7 +16,7 @@ from gateway.domain.model import Service
 from gateway.domain.periods import Window, WindowPolicy
 
 DEFAULT_CONFIG = Path("config/gateway.toml")
-SECRET_FIELDS = frozenset({"twilio_auth_token"})
+SECRET_FIELDS = frozenset({"twilio_auth_token", "telegram_token", "telegram_webhook_secret"})
 
 
 class SettingsError(ValueError):
@@ -38,6 +38,19 @@ class Settings:
     twilio_account_sid: str = ""
     twilio_from: str = ""
     twilio_api_base: str = "https://api.twilio.com"
+    # The Telegram bot: off without a token. With a webhook URL (public HTTPS, ending in
+    # /telegram/webhook) updates are pushed to `gateway serve`, checked by the secret;
+    # without one it long-polls. The API base points the bot at another Bot API server.
+    telegram_token: str = ""
+    telegram_webhook_url: str = ""
+    telegram_webhook_secret: str = ""
+    telegram_api_base: str = "https://api.telegram.org"
+    # The local hour (supplier's time zone) reminders go out on a window's first day.
+    telegram_reminder_hour: int = 10
+    # Dialog state shared by several gateway processes (Redis); in memory without it.
+    redis_url: str = ""
+    # Keys in Redis start with this (several gateways, or test runs, on one Redis).
+    redis_prefix: str = "gateway"
     billing_url: str = ""
     # Billing's own preliminary charge (optional): POST here, the local figure when it
     # does not answer within the timeout (seconds).
@@ -99,6 +112,7 @@ class Settings:
         out["database_url"] = _mask_url(self.database_url)
         out["billing_url"] = _mask_url(self.billing_url)
         out["billing_charge_url"] = _mask_url(self.billing_charge_url)
+        out["redis_url"] = _mask_url(self.redis_url)
         out["outlier_factor"] = str(self.outlier_factor)
         out["max_jump"] = {service.value: str(limit) for service, limit in self.max_jump.items()}
         return out
@@ -143,6 +157,15 @@ class Settings:
             raise SettingsError(
                 "setting default_country_code must be 1-3 digits, "
                 f"not {settings.default_country_code!r}"
+            )
+        if not 0 <= settings.telegram_reminder_hour <= 23:
+            raise SettingsError("setting telegram_reminder_hour must be 0-23")
+        if settings.telegram_webhook_url and not re.fullmatch(
+            r"[A-Za-z0-9_-]{1,256}", settings.telegram_webhook_secret
+        ):
+            raise SettingsError(
+                "setting telegram_webhook_secret: a webhook needs a secret of 1-256 "
+                "characters A-Z, a-z, 0-9, _ and - (Telegram's rule)"
             )
         if settings.relay_backoff_cap < settings.relay_backoff_base:
             raise SettingsError("setting relay_backoff_cap must be at least relay_backoff_base")

@@ -342,6 +342,9 @@ class MemoryOutbound(_Part):
         self._s.outbound.append((item, now))
         return len(self._s.outbound)
 
+    def recipients(self, channel: str, kind: str) -> set[str]:
+        return {i.recipient for i, _ in self._s.outbound if (i.channel, i.kind) == (channel, kind)}
+
 
 class MemoryStorage:
     """The transactor, and the one unit of work it runs at a time."""

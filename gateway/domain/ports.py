@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Protocol, runtime_checkable
 
 from gateway.domain.authorization import Directory, Scope
-from gateway.domain.model import InboundMessage, Sender
+from gateway.domain.model import Entered, InboundMessage, Sender
 from gateway.domain.outbox import Delivery, OutboxItem, Settled
 from gateway.domain.outcome import Charge, Outcome, ReadingLine
 
@@ -17,6 +17,16 @@ class OnInbound(Protocol):
     before this returns. Channels call this and only render ``outcome.reply``."""
 
     async def __call__(self, message: InboundMessage) -> Outcome: ...
+
+
+class OnEntered(Protocol):
+    """Readings entered register by register (a guided dialog): ``preview`` decides
+    without storing (the summary before confirming), ``submit`` handles them like a
+    message (see ``Intake.submit``)."""
+
+    async def preview(self, message: InboundMessage, entered: Entered) -> Outcome: ...
+
+    async def submit(self, message: InboundMessage, entered: Entered) -> Outcome: ...
 
 
 class Authorizer(Protocol):

@@ -183,6 +183,11 @@ class OutboundStore(Protocol):
         """Queue ``item`` for its channel's sender; its id."""
         ...
 
+    def recipients(self, channel: str, kind: str) -> set[str]:
+        """Whom messages of this kind were queued for on ``channel``, whatever became of
+        them (a reminder goes once per chat and period)."""
+        ...
+
 
 class Store(Protocol):
     """One unit of work: a transaction, with a store per aggregate."""

@@ -68,6 +68,10 @@ class SqlOutbound:
         )
         return int(result.scalar_one())
 
+    def recipients(self, channel: str, kind: str) -> set[str]:
+        query = select(_ob.recipient).where(_ob.channel == channel, _ob.kind == kind)
+        return set(self.conn.scalars(query))
+
 
 @dataclass(frozen=True, slots=True)
 class OutboundStatus:
