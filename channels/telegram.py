@@ -37,7 +37,7 @@ from aiogram.exceptions import (
 from aiogram.filters import Command, CommandObject, CommandStart, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.types import (
     BotCommand,
     CallbackQuery,
@@ -128,12 +128,16 @@ class TelegramChannel:
         clock: Callable[[], datetime],
         zone: ZoneInfo,
         storage: BaseStorage,
+        isolation: BaseEventIsolation,
         help_text: str,
         webhook_url: str = "",
         webhook_secret: str = "",
     ) -> None:
         self.bot = bot
-        self.dispatcher = Dispatcher(storage=storage)
+        # One chat's updates are handled one at a time, in order (a dialog's answer never
+        # overtakes its question): aiogram's events isolation, across processes in Redis.
+        self.dispatcher = Dispatcher(storage=storage, events_isolation=isolation)
+        self._storage, self._isolation = storage, isolation
         self.dispatcher.include_router(self._router())
         self._on_inbound = on_inbound
         self._on_entered = on_entered
@@ -163,7 +167,8 @@ class TelegramChannel:
                 await poller
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
-        await self.bot.session.close()
+        await self._isolation.close()
+        await self._storage.close()
 
     async def _prepare(self) -> None:
         try:

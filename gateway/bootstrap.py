@@ -73,16 +73,18 @@ def telegram_channel(
     clock: Clock,
 ) -> TelegramChannel:
     """The Telegram bot's handlers, its dialog state in Redis when configured."""
-    from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder
-    from aiogram.fsm.storage.memory import MemoryStorage
+    from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder
+    from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
     from aiogram.fsm.storage.redis import RedisStorage
 
     from channels.telegram import TelegramChannel
 
     storage: BaseStorage = MemoryStorage()
+    isolation: BaseEventIsolation = SimpleEventIsolation()
     if settings.redis_url:
         keys = DefaultKeyBuilder(prefix=f"{settings.redis_prefix}:fsm", with_bot_id=True)
-        storage = RedisStorage.from_url(settings.redis_url, key_builder=keys)
+        redis = RedisStorage.from_url(settings.redis_url, key_builder=keys)
+        storage, isolation = redis, redis.create_isolation()
     return TelegramChannel(
         bot=bot,
         on_inbound=on_inbound,
@@ -92,6 +94,7 @@ def telegram_channel(
         clock=clock,
         zone=settings.zone,
         storage=storage,
+        isolation=isolation,
         help_text=HELP_TEXT,
         webhook_url=settings.telegram_webhook_url,
         webhook_secret=settings.telegram_webhook_secret,
