@@ -435,7 +435,7 @@ async def test_a_long_history_is_split_into_messages_telegram_takes(bot: Bot) ->
     assert "\n".join(parts) == text  # cut at line ends, nothing lost
 
 
-async def test_tariffs_show_each_meter_the_tariff_in_force_and_the_normative(bot: Bot) -> None:
+async def test_tariffs_show_each_meters_last_reading_and_the_tariff_in_force(bot: Bot) -> None:
     await bot.link("1234567890", "A1B2C3")
 
     shown = await bot.say("/tariffs")

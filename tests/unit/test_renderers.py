@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
@@ -152,3 +153,47 @@ def test_a_parse_problem_is_worded_from_its_kind_and_token_not_from_the_sentence
     assert renderers.sms(outcome(unreadable)) == (
         "ЛС 1234567890: число записано неверно. Формат: 1234567890 12345 6789 (день ночь)"
     )
+
+
+# ----- chat ---------------------------------------------------------------------------
+
+
+def test_the_chat_confirmation_lists_each_register_with_its_amount_and_the_total() -> None:
+    confirmed = Outcome(
+        Status.ACCEPTED,
+        "1234567890",
+        None,
+        readings=READINGS,
+        charge=CHARGE,
+        reason=Confirmed("1234567890", corrected=True, period="2026-12"),
+    )
+
+    assert renderers.chat(confirmed) == (
+        "Исправлено за 12.2026, ЛС 1234567890:\n"
+        "• день (счётчик 517480): 12000 → 12345, расход 345 × 6,80 ₽ = 2346,00 ₽\n"
+        "• ночь (счётчик 517480): 6500 → 6789, расход 289 × 3,45 ₽ = 997,05 ₽\n"
+        "Долг: 100,00 ₽\n"
+        "Итого к оплате (предварительно): 3443,05 ₽"
+    )
+
+
+def test_the_chat_tariff_sheet_adds_the_normative_charge_without_readings() -> None:
+    with_residents = replace(ACCOUNT, residents=2)
+    tariffs = (
+        Tariff(Service.ELECTRICITY, Zone.DAY, D("6.80"), TODAY, D(100)),
+        Tariff(Service.ELECTRICITY, Zone.NIGHT, D("3.45"), TODAY),
+    )
+
+    sheet = renderers.chat(outcome(LastReadings(with_residents, tariffs, TODAY)))
+
+    assert sheet is not None
+    assert sheet.splitlines()[-1] == "Без показаний по нормативу: 1360,00 ₽ в месяц"  # 2×100×6,80
+    assert "тариф 6,80 ₽" in sheet and "тариф 3,45 ₽" in sheet
+
+
+def test_a_chat_reply_never_exceeds_telegrams_limit() -> None:
+    huge = Unreadable("x" * 10_000, None, "unparseable", None, None)
+
+    reply = renderers.chat(outcome(huge))
+
+    assert reply is not None and len(reply) <= renderers.CHAT_LIMIT
