@@ -185,7 +185,9 @@ class Gateway:
         app = build_app(
             sms, self.settings.max_body_bytes, self.db.ping, chat.routes() if chat else ()
         )
-        if chat is not None:
+        if chat is None:
+            log.info("telegram_off", reason="GATEWAY_TELEGRAM_TOKEN is not set")
+        else:
             app.cleanup_ctx.append(chat.run)
             app.cleanup_ctx.append(self.reminders_in_background)
         app.cleanup_ctx.append(self.relay_in_background)
@@ -230,8 +232,6 @@ async def gateway(
 
             bot = telegram_bot(settings.telegram_token, settings.telegram_api_base)
             channel_senders["telegram"] = TelegramSender(bot, desk.mark_blocked)
-        else:
-            log.info("telegram_off", reason="GATEWAY_TELEGRAM_TOKEN is not set")
         outbound = OutboundSender(SqlOutboundQueue(db), channel_senders, clock, rates=CHANNEL_RATES)
         intake = Intake(
             db, settings, clock, quote, renderers=RENDERERS, notifiable=outbound.channels
