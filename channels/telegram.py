@@ -196,6 +196,7 @@ class TelegramChannel:
     async def _poll(self, stop: asyncio.Event) -> None:
         """Long polling: each update is kept before the next ``getUpdates`` confirms it."""
         offset: int | None = None
+        pause = 1.0  # after a failed poll; doubles while Telegram stays unreachable
         while not stop.is_set():
             try:
                 updates = await self.bot.get_updates(offset=offset, timeout=25)
@@ -203,9 +204,11 @@ class TelegramChannel:
                 await asyncio.sleep(exc.retry_after)
                 continue
             except (TelegramAPIError, TelegramNetworkError) as exc:
-                log.warning("telegram_poll_failed", error=str(exc))
-                await asyncio.sleep(2)
+                log.warning("telegram_poll_failed", error=str(exc), retry_in=pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 60.0)
                 continue
+            pause = 1.0
             for update in updates:
                 payload = update.model_dump_json(exclude_none=True)
                 try:
