@@ -51,6 +51,7 @@ from aiogram.types import (
 )
 from aiohttp import web
 
+from gateway.domain import periods
 from gateway.domain.chats import Desk, LinkMethod, LinkOutcome, Proof, Verdict, methods
 from gateway.domain.errors import StorageUnavailable
 from gateway.domain.model import Entered, EnteredValue, InboundMessage, Register, Zone
@@ -88,6 +89,8 @@ GREETING = (
     "Если привязан один ЛС, номер можно не писать.\n\n"
     "Все команды: /help"
 )
+
+NO_ACCOUNTS = "Привязанных лицевых счетов нет. Привязать: /add"
 
 _QUESTIONS = {
     LinkMethod.RECEIPT_CODE: "Введите код для добавления ЛС — он напечатан в квитанции.",
@@ -413,7 +416,7 @@ class TelegramChannel:
     async def _accounts(self, message: Message) -> None:
         linked = await self._desk.linked(_chat(message))
         if not linked:
-            await _answer(message, "Привязанных лицевых счетов нет. Привязать: /add")
+            await _answer(message, NO_ACCOUNTS)
             return
         lines = [f"• {f.account} — {f.address}" if f.address else f"• {f.account}" for f in linked]
         await _answer(message, "Ваши лицевые счета:\n" + "\n".join(lines))
@@ -576,7 +579,7 @@ class TelegramChannel:
         came by, with their dates, periods and statuses; split into messages that fit."""
         accounts = await self._desk.history(_chat(message))
         if not accounts:
-            await _answer(message, "Привязанных лицевых счетов нет. Привязать: /add")
+            await _answer(message, NO_ACCOUNTS)
             return
         for facts, readings in accounts:
             for text in _split(history_text(facts.account, readings)):
@@ -586,7 +589,7 @@ class TelegramChannel:
         """Through the intake's own "last readings" command, worded for the chat."""
         linked = await self._desk.linked(_chat(message))
         if not linked:
-            await _answer(message, "Привязанных лицевых счетов нет. Привязать: /add")
+            await _answer(message, NO_ACCOUNTS)
             return
         for facts in linked:
             await self._through_intake(message, f"ПОСЛЕДНИЕ {facts.account}", None)
@@ -661,11 +664,10 @@ def history_text(account: str, readings: list[StoredReading]) -> str:
     for (meter, _, zone), rows in meters.items():
         lines.append(f"Счётчик {meter} ({_ZONE.get(zone, zone)}):")
         for r in reversed(rows[-HISTORY_PER_METER:]):
-            year, _, month = r.period.partition("-")
             status = _STATUS.get(r.status, r.status)
-            value = format(r.value, "f").replace(".", ",")
             lines.append(
-                f"  {value} — {r.taken_on:%d.%m.%Y}, за {month}.{year}, {status} ({r.channel})"
+                f"  {_number(r.value)} — {r.taken_on:%d.%m.%Y}, "
+                f"за {periods.label(r.period)}, {status} ({r.channel})"
             )
     return "\n".join(lines)
 

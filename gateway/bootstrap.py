@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
@@ -144,34 +144,16 @@ class Gateway:
         finally:
             await client.close()
 
-    async def relay_in_background(self, app: web.Application) -> AsyncIterator[None]:
-        """aiohttp cleanup context: the relay runs while the server does."""
-        stop = asyncio.Event()
+    async def _send_forever(self, stop: asyncio.Event) -> None:
+        await self.outbound.run_forever(stop, self.settings.relay_interval)
+
+    async def _relay_forever(self, stop: asyncio.Event) -> None:
         async with self.relay() as relay:
-            task = asyncio.create_task(relay.run_forever(stop, self.settings.relay_interval))
-            yield
-            stop.set()
-            await task
+            await relay.run_forever(stop, self.settings.relay_interval)
 
     @property
     def reminders(self) -> Reminders:
         return Reminders(self.db, self.settings, self.clock)
-
-    async def reminders_in_background(self, app: web.Application) -> AsyncIterator[None]:
-        """aiohttp cleanup context: reminders are checked every minute while serving."""
-        stop = asyncio.Event()
-        task = asyncio.create_task(self.reminders.run_forever(stop))
-        yield
-        stop.set()
-        await task
-
-    async def outbound_in_background(self, app: web.Application) -> AsyncIterator[None]:
-        """aiohttp cleanup context: the outbound senders run while the server does."""
-        stop = asyncio.Event()
-        task = asyncio.create_task(self.outbound.run_forever(stop, self.settings.relay_interval))
-        yield
-        stop.set()
-        await task
 
     def web_app(self) -> web.Application:
         sms = TwilioSmsChannel(
@@ -189,10 +171,29 @@ class Gateway:
             log.info("telegram_off", reason="GATEWAY_TELEGRAM_TOKEN is not set")
         else:
             app.cleanup_ctx.append(chat.run)
-            app.cleanup_ctx.append(self.reminders_in_background)
-        app.cleanup_ctx.append(self.relay_in_background)
-        app.cleanup_ctx.append(self.outbound_in_background)
+            app.cleanup_ctx.append(while_serving(self.reminders.run_forever))
+        app.cleanup_ctx.append(while_serving(self._relay_forever))
+        interval = self.settings.relay_interval
+        app.cleanup_ctx.append(
+            while_serving(lambda stop: self.outbound.run_forever(stop, interval))
+        )
         return app
+
+
+def while_serving(
+    run: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """An aiohttp cleanup context running ``run(stop)`` as a task while the server runs
+    (the relay, the outbound senders, reminders); ``stop`` is set when it shuts down."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run(stop))
+        yield
+        stop.set()
+        await task
+
+    return context
 
 
 @asynccontextmanager

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from billing_bridge.charge import normative_charge, tariff_in_force
 from gateway import replies
+from gateway.domain import periods
 from gateway.domain.model import Service, Zone
 from gateway.domain.outcome import (
     AccountRequired,
@@ -86,8 +87,7 @@ def chat(outcome: Outcome) -> str | None:
     if isinstance(reason, Confirmed) and outcome.charge is not None:
         head = "Исправлено" if reason.corrected else "Принято"
         if reason.period is not None:
-            year, _, month = reason.period.partition("-")
-            head += f" за {month}.{year}"
+            head += f" за {periods.label(reason.period)}"
         return charge_statement(f"{head}, ЛС {reason.account}", outcome.readings, outcome.charge)
     if isinstance(reason, LastReadings):
         return tariff_sheet(reason)

@@ -19,6 +19,7 @@ from datetime import date
 from decimal import Decimal
 
 from billing_bridge.charge import normative_charge, tariff_in_force
+from gateway.domain import periods
 from gateway.domain.errors import ErrorCode
 from gateway.domain.model import Account, Register, Service, Tariff, Zone
 from gateway.domain.outcome import Charge, ReadingLine
@@ -147,8 +148,7 @@ def accepted(
     then a count of the readings when the full text would not fit two SMS segments."""
     when = ""
     if period is not None:
-        year, _, month = period.partition("-")
-        when = f" за {safe(f'{month}.{year}', 7)}"
+        when = f" за {safe(periods.label(period), 7)}"
     full, short = ("Исправлено", "Испр.") if corrected else ("Принято", "Принято")
     return _confirmation((full + when, short + when), account, readings, charge)
 

@@ -53,6 +53,12 @@ def place(day: date, window: Window) -> Placement:
     return Placement(f"{following:%Y-%m}", False, following)
 
 
+def label(period: str) -> str:
+    """A period as people write it: ``2026-12`` → ``12.2026``."""
+    year, _, month = period.partition("-")
+    return f"{month}.{year}"
+
+
 def _days(year: int, month: int, window: Window) -> tuple[int, int]:
     last = calendar.monthrange(year, month)[1]
     return min(window.start, last), min(window.end, last)

@@ -8,8 +8,6 @@ import asyncio
 import contextlib
 import os
 import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -38,6 +36,7 @@ from tests.conftest import (
     FakeTwilio,
     select_rows,
 )
+from tests.integration.test_cli import run
 from tests.integration.test_intake import send
 from tests.integration.test_periods import _history, moscow_noon
 
@@ -453,17 +452,6 @@ async def test_status_counts_rows_and_lists_the_problems(gw: Gateway, clock: Clo
 
 
 # The `gateway` command in a process of its own, on the test's database.
-
-
-def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
 
 
 def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
