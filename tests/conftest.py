@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp import web
 from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection, make_url
@@ -24,6 +26,7 @@ from gateway.bootstrap import Gateway, gateway
 from gateway.registry import import_file
 from gateway.settings import Settings
 from gateway.storage import Database, schema, tables
+from tests.tls import Certificate, self_signed
 
 POSTGRES_ENV = "GATEWAY_TEST_POSTGRES_URL"
 
@@ -158,6 +161,24 @@ def settings(database_url: str) -> Settings:
             "public_url": "https://gateway.example.org",
         }
     )
+
+
+@pytest.fixture
+def logs() -> Iterator[list[MutableMapping[str, Any]]]:
+    """Every structlog event at any level, whatever level an earlier test configured."""
+    saved = structlog.get_config()["wrapper_class"]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with structlog.testing.capture_logs() as entries:
+            yield entries
+    finally:
+        structlog.configure(wrapper_class=saved)
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    """A self-signed certificate for localhost and 127.0.0.1 (tests/tls.py)."""
+    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

@@ -4,14 +4,12 @@ and the circuit breaker that judges the billing endpoint as a whole."""
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import structlog
 
 from billing_bridge.circuit import Admission, BillingCircuit, CircuitState, cause
 from billing_bridge.delivery import OutboxRelay, RelayPolicy
@@ -109,18 +107,6 @@ DOWN = Delivery(Verdict.RETRY, 'HTTP 503: {"error": "account 1234567890 is locke
 UP = Delivery(Verdict.DELIVERED, "HTTP 201: {}")
 REFUSED = Delivery(Verdict.FAILED, "HTTP 400: bad meter")
 POLICY = RelayPolicy(circuit_threshold=3, circuit_open_base=2.0, circuit_open_cap=10.0)
-
-
-@pytest.fixture
-def logs() -> Iterator[list[MutableMapping[str, Any]]]:
-    """Every structlog event at any level, whatever level an earlier test configured."""
-    saved = structlog.get_config()["wrapper_class"]
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
-    try:
-        with structlog.testing.capture_logs() as entries:
-            yield entries
-    finally:
-        structlog.configure(wrapper_class=saved)
 
 
 def circuit(clock: Clock, policy: RelayPolicy = POLICY, draw: float = 1.0) -> BillingCircuit:
