@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/python -m bench.relay
 	$(BIN)/python -m bench.lists
 	$(BIN)/python -m bench.telegram
+	$(BIN)/python -m bench.email
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

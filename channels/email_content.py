@@ -74,7 +74,7 @@ import openpyxl
 from channels.email_safety import from_address, header_text
 
 BODY_NAME = "текст письма"
-MAX_XLSX_ROWS = 10_000
+MAX_XLSX_ROWS = 50_000
 MAX_COLUMNS = 50
 MAX_XLSX_EXPANSION = 30
 MAX_NAME = 120
@@ -237,21 +237,7 @@ def read_message(
 def content_of(message: EmailMessage, *, max_attachment_bytes: int) -> MailContent:
     """The body and attachments of a parsed message (see the module's rules)."""
     body_part = _body_part(message)
-    body_kind = "none"
-    body = ""
-    if body_part is not None:
-        data = _payload(body_part)
-        decoded = decode_text(data, body_part.get_content_charset())
-        if body_part.get_content_type() == "text/html":
-            body_kind = "html"
-            body = html_to_text(decoded)
-        else:
-            body_kind = "plain"
-            params = {k.lower(): v.lower() for k, v in body_part.get_params(failobj=[]) if v}
-            if params.get("format") == "flowed":
-                decoded = unflow(decoded, delsp=params.get("delsp") == "yes")
-            body = decoded
-        body = clean_body(body)
+    body_kind, body = _body_of(body_part)
 
     attachments: list[Attachment] = []
     chunks: list[tuple[str, list[str]]] = [(BODY_NAME, body.splitlines())] if body else []
@@ -278,6 +264,25 @@ def content_of(message: EmailMessage, *, max_attachment_bytes: int) -> MailConte
         sources=tuple(sources),
         attachments=tuple(attachments),
     )
+
+
+def body_of(message: EmailMessage) -> str:
+    """The text of the body alone (attachments unread): what a mail that is not read as a
+    list is recorded with."""
+    return _body_of(_body_part(message))[1]
+
+
+def _body_of(body_part: EmailMessage | None) -> tuple[str, str]:
+    """The body's kind (``plain``, ``html`` or ``none``) and its text, quotes dropped."""
+    if body_part is None:
+        return "none", ""
+    decoded = decode_text(_payload(body_part), body_part.get_content_charset())
+    if body_part.get_content_type() == "text/html":
+        return "html", clean_body(html_to_text(decoded))
+    params = {k.lower(): v.lower() for k, v in body_part.get_params(failobj=[]) if v}
+    if params.get("format") == "flowed":
+        decoded = unflow(decoded, delsp=params.get("delsp") == "yes")
+    return "plain", clean_body(decoded)
 
 
 def _body_part(message: EmailMessage) -> EmailMessage | None:
@@ -538,30 +543,37 @@ def _read_attachment(part: Message, index: int, max_bytes: int) -> tuple[Attachm
         return Attachment(name, kind, None, _unread_note(kind, ctype), "unsupported"), []
     data = _payload(part)
     if len(data) > max_bytes:
-        note = f"больше {_size(max_bytes)}, не прочитано"
+        note = f"больше {size_text(max_bytes)}, не прочитано"
         return Attachment(name, kind, None, note, "too_large"), []
     if kind == "xlsx":
         rows, problem = _xlsx_rows(data, max_bytes)
         if rows is None:
             return Attachment(name, kind, None, problem, "corrupt"), []
         lines = list(rows_to_lines(rows))
-        return Attachment(name, kind, len(lines), problem or _lines_note(lines)), lines
+        return Attachment(name, kind, _count(lines), problem or _lines_note(lines)), lines
     text = _decode_file(data)
     if text is None:
         note = "не читается: текст не в UTF-8 и не в Windows-1251"
         return Attachment(name, kind, None, note, "undecodable"), []
     if kind == "txt":
-        lines = [line for line in clean_body(text).splitlines() if line.strip()]
+        lines = clean_body(text).splitlines()
     else:
         try:
             lines = list(rows_to_lines(_csv_rows(text)))
         except csv.Error:
             note = "не читается: повреждённый CSV"
             return Attachment(name, kind, None, note, "corrupt"), []
-    return Attachment(name, kind, len(lines), _lines_note(lines)), lines
+    return Attachment(name, kind, _count(lines), _lines_note(lines)), lines
 
 
-def _size(limit: int) -> str:
+def _count(lines: Sequence[str]) -> int:
+    """The lines that say something (a table's header and blank rows are kept as empty
+    lines, so that line numbers are the file's)."""
+    return sum(1 for line in lines if line.strip())
+
+
+def size_text(limit: int) -> str:
+    """A size limit in Russian: ``10 МБ``, ``512 КБ``."""
     if limit >= 1024 * 1024:
         return f"{limit / (1024 * 1024):g} МБ"
     if limit >= 1024:
@@ -570,7 +582,8 @@ def _size(limit: int) -> str:
 
 
 def _lines_note(lines: Sequence[str]) -> str:
-    return f"прочитано строк: {len(lines)}" if lines else "нет строк с лицевыми счетами"
+    count = _count(lines)
+    return f"прочитано строк: {count}" if count else "нет строк с лицевыми счетами"
 
 
 def _decode_file(data: bytes) -> str | None:
@@ -666,7 +679,9 @@ def _xlsx_rows(data: bytes, max_bytes: int) -> tuple[Iterable[list[str]] | None,
 
 
 def rows_to_lines(rows: Iterable[Sequence[str]]) -> Iterator[str]:
-    """One list line per data row of a table (the module's rules for rows)."""
+    """One list line per row of a table (the module's rules for rows): a row with no
+    account (a header, a blank or a note) gives an empty line, so line N of the file's
+    text is row N of the table, as a spreadsheet numbers it."""
     apartment_column: int | None = None
     seen_data = False
     for raw_row in rows:
@@ -677,6 +692,7 @@ def rows_to_lines(rows: Iterable[Sequence[str]]) -> Iterator[str]:
                 apartment_column = next(
                     (i for i, cell in enumerate(row) if _APARTMENT_HEADER.match(cell)), None
                 )
+            yield ""
             continue
         seen_data = True
         yield _row_line(row, account, apartment_column)

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from email.utils import parseaddr
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import structlog
 from aiohttp import web
@@ -15,6 +16,10 @@ from aiohttp import web
 from billing_bridge.delivery import OutboxRelay, RelayPolicy
 from billing_bridge.http_billing import HttpBilling
 from billing_bridge.remote_charge import RemoteCharge
+from channels.email_channel import MailChannel, MailOutbox, MailRules
+from channels.email_imap import ImapConfig, ImapPoller
+from channels.email_relay import SmtpRelaySender
+from channels.email_smtp import SmtpReceiver
 from channels.sms_twilio import TwilioRestSender, TwilioSmsChannel
 from gateway import renderers
 from gateway.app import build_app
@@ -22,6 +27,8 @@ from gateway.chats import ChatDesk
 from gateway.domain.outbound import ChannelSender
 from gateway.domain.ports import OnEntered, OnInbound
 from gateway.intake import Clock, Intake
+from gateway.mail import MailDesk
+from gateway.mail_report import list_report
 from gateway.outbound import OutboundSender
 from gateway.reminders import Reminders
 from gateway.review import Review
@@ -39,8 +46,8 @@ if TYPE_CHECKING:  # aiogram takes seconds to import: only a gateway with a bot 
 log = structlog.get_logger("gateway.bootstrap")
 
 # Each channel's wording of an outcome (gateway.renderers); `gateway sms` is the SMS channel.
-# Elders' lists (`gateway list`, the email channel) are worded as SMS texts per line until
-# the email channel renders its report.
+# An elder's list (`gateway list`, the email channel) words each line as an SMS would be:
+# the email report (gateway.mail_report) quotes those texts for the lines it lists.
 RENDERERS = {"sms": renderers.sms, "email": renderers.sms, "telegram": renderers.chat}
 
 
@@ -49,10 +56,22 @@ RENDERERS = {"sms": renderers.sms, "email": renderers.sms, "telegram": renderers
 CHANNEL_RATES = {"telegram": 25.0}
 
 
-def senders(settings: Settings) -> dict[str, ChannelSender]:
-    """The channels that can send on their own initiative (a review decision, later
-    reminders): SMS when Twilio's REST API is configured."""
+def senders(settings: Settings, clock: Clock) -> dict[str, ChannelSender]:
+    """The channels that can send on their own initiative (a review decision, a list's
+    report): SMS when Twilio's REST API is configured, email with a mail relay."""
     found: dict[str, ChannelSender] = {}
+    relay = SmtpRelaySender(
+        host=settings.mail_relay_host,
+        port=settings.mail_relay_port,
+        user=settings.mail_relay_user,
+        password=settings.mail_relay_password,
+        tls=_tls(settings.mail_relay_tls),
+        mail_from=parseaddr(settings.mail_from)[1],
+        # A send must end well within the outbound queue's 60 s lease on a pass of 4 rounds.
+        timeout=10.0,
+    )
+    if relay.configured:
+        found["email"] = MailOutbox(relay, settings.mail_from, clock)
     sms = TwilioRestSender(
         account_sid=settings.twilio_account_sid,
         auth_token=settings.twilio_auth_token,
@@ -101,6 +120,52 @@ def telegram_channel(
     )
 
 
+def mail_channel(
+    settings: Settings, intake: Intake, db: Database, clock: Clock, outbound: OutboundSender
+) -> MailChannel:
+    """The email channel: what a received mail becomes (its transports are started by
+    :meth:`Gateway.web_app` when configured)."""
+    rules = MailRules(
+        mail_from=settings.mail_from,
+        max_message_bytes=settings.smtp_max_bytes,
+        max_attachment_bytes=settings.mail_attachment_max_bytes,
+        authserv_id=settings.email_authserv_id,
+    )
+    desk = MailDesk(db, clock, settings.zone)
+    return MailChannel(
+        rules, on_list=intake, desk=desk, report=list_report, clock=clock, notify=outbound.send_now
+    )
+
+
+def mail_transports(
+    settings: Settings, mail: MailChannel
+) -> list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]]:
+    """What receives mail, as loops to run while serving: the IMAP poller, the SMTP
+    receiver, each when configured."""
+    loops: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
+    if settings.imap_host:
+        config = ImapConfig(
+            host=settings.imap_host,
+            port=settings.imap_port,
+            user=settings.imap_user,
+            password=settings.imap_password,
+            folder=settings.imap_folder,
+            tls=_tls(settings.imap_tls),
+            done_folder=settings.imap_done_folder,
+            poll_interval=settings.imap_poll_interval,
+            max_message_bytes=settings.smtp_max_bytes,
+        )
+        loops.append(ImapPoller(config, mail.receive).run_forever)
+    if settings.smtp_listen:
+        loops.append(SmtpReceiver(settings.smtp_listen, settings.smtp_max_bytes, mail.receive).run)
+    return loops
+
+
+def _tls(value: str) -> Literal["ssl", "starttls", "none"]:
+    assert value in ("ssl", "starttls", "none"), "checked by Settings"
+    return cast(Literal["ssl", "starttls", "none"], value)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -114,6 +179,7 @@ class Gateway:
 
     outbound: OutboundSender
     desk: ChatDesk
+    mail: MailChannel
     telegram: TelegramChannel | None = None
 
     @property
@@ -172,6 +238,12 @@ class Gateway:
         else:
             app.cleanup_ctx.append(chat.run)
             app.cleanup_ctx.append(while_serving(self.reminders.run_forever))
+        mail = mail_transports(self.settings, self.mail)
+        if not mail:
+            log.info("email_off", reason="neither GATEWAY_IMAP_HOST nor GATEWAY_SMTP_LISTEN is set")
+        for run in mail:
+            app.cleanup_ctx.append(while_serving(run))
+        app.on_shutdown.append(lambda _app: self.mail.aclose())
         app.cleanup_ctx.append(while_serving(self._relay_forever))
         interval = self.settings.relay_interval
         app.cleanup_ctx.append(
@@ -227,7 +299,7 @@ async def gateway(
             await db.check_schema()
         desk = ChatDesk(db, clock, settings.default_country_code)
         bot: Bot | None = None
-        channel_senders = senders(settings)
+        channel_senders = senders(settings, clock)
         if settings.telegram_token:
             from channels.telegram import TelegramSender, telegram_bot
 
@@ -237,11 +309,12 @@ async def gateway(
         intake = Intake(
             db, settings, clock, quote, renderers=RENDERERS, notifiable=outbound.channels
         )
+        mail = mail_channel(settings, intake, db, clock, outbound)
         telegram = None
         if bot is not None:
             telegram = telegram_channel(settings, bot, intake, intake, desk, clock)
         try:
-            yield Gateway(settings, db, intake, clock, outbound, desk, telegram)
+            yield Gateway(settings, db, intake, clock, outbound, desk, mail, telegram)
         finally:
             if bot is not None:
                 await bot.session.close()

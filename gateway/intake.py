@@ -8,7 +8,6 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from typing import Any
 
 import structlog
 
@@ -17,6 +16,7 @@ from gateway.domain import matching, rules
 from gateway.domain.authorization import OMISSIBLE_CHANNELS, ChannelAuthorization, Scope
 from gateway.domain.errors import AlreadyRecorded, ErrorCode, StorageUnavailable
 from gateway.domain.inbound import admit
+from gateway.domain.lists import ListLine, ListResult
 from gateway.domain.model import Account, Entered, InboundMessage
 from gateway.domain.outcome import (
     AccountRequired,
@@ -73,62 +73,6 @@ class _Handled:
 
 # Lines of a list decided in one transaction.
 LIST_BATCH = 500
-
-
-@dataclass(frozen=True, slots=True)
-class ListLine:
-    """One data line of a list: its 1-based line number, the line as written, what
-    became of it."""
-
-    line: int
-    text: str
-    outcome: Outcome
-
-    def to_json(self) -> dict[str, Any]:
-        return {"line": self.line, "text": self.text, **self.outcome.to_json()}
-
-
-@dataclass(frozen=True, slots=True)
-class ListResult:
-    """What became of a list: its audit row and each data line's outcome."""
-
-    message_id: int
-    lines: tuple[ListLine, ...]
-    rate_limited: bool = False
-    complete: bool = True
-
-    def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(("accepted", "duplicate", "held", "rejected", "answered"), 0)
-        for line in self.lines:
-            counts[line.outcome.status.value] += 1
-        return counts
-
-    def summary(self) -> str:
-        counts = self.counts()
-        return (
-            f"{len(self.lines)} lines: {counts['accepted']} accepted, "
-            f"{counts['duplicate']} duplicates, {counts['held']} held, "
-            f"{counts['rejected']} rejected"
-        )
-
-    def as_outcome(self) -> Outcome:
-        """The list's audit row: its summary, and its lines in the outcome object."""
-        return Outcome(
-            Status.ANSWERED,
-            None,
-            self.summary(),
-            extra={"lines": [line.to_json() for line in self.lines], "complete": self.complete},
-        )
-
-    @classmethod
-    def from_json(cls, message_id: int, data: Mapping[str, Any]) -> ListResult:
-        if data.get("error") and data["error"]["code"] == ErrorCode.RATE_LIMITED:
-            return cls(message_id, (), rate_limited=True)
-        lines = tuple(
-            ListLine(item["line"], item["text"], Outcome.from_json(item))
-            for item in data.get("lines", [])
-        )
-        return cls(message_id, lines, complete=bool(data.get("complete", True)))
 
 
 class Intake:

@@ -16,7 +16,17 @@ from gateway.domain.model import Service
 from gateway.domain.periods import Window, WindowPolicy
 
 DEFAULT_CONFIG = Path("config/gateway.toml")
-SECRET_FIELDS = frozenset({"twilio_auth_token", "telegram_token", "telegram_webhook_secret"})
+SECRET_FIELDS = frozenset(
+    {
+        "twilio_auth_token",
+        "telegram_token",
+        "telegram_webhook_secret",
+        "imap_password",
+        "mail_relay_password",
+    }
+)
+# How the gateway talks TLS to a mail server: implicit TLS, STARTTLS, or plain text.
+MAIL_TLS = ("ssl", "starttls", "none")
 
 
 class SettingsError(ValueError):
@@ -51,6 +61,33 @@ class Settings:
     redis_url: str = ""
     # Keys in Redis start with this (several gateways, or test runs, on one Redis).
     redis_prefix: str = "gateway"
+    # The email channel. A mailbox polled over IMAP (IDLE when offered): off without a
+    # host; port 0 is 993 with ssl, 143 otherwise; a processed mail is moved to the done
+    # folder, or without one flagged with the keyword GatewayProcessed.
+    imap_host: str = ""
+    imap_port: int = 0
+    imap_user: str = ""
+    imap_password: str = ""
+    imap_folder: str = "INBOX"
+    imap_tls: str = "ssl"
+    imap_done_folder: str = ""
+    # Seconds between polls of a server without IDLE.
+    imap_poll_interval: float = 60.0
+    # Mail delivered straight to the gateway over SMTP (host:port): off when empty.
+    smtp_listen: str = ""
+    # The largest mail read (bytes), over SMTP and IMAP alike, and the largest attachment.
+    smtp_max_bytes: int = 10 * 1024 * 1024
+    mail_attachment_max_bytes: int = 5 * 1024 * 1024
+    # Reports go out through this relay (port 0: 465 with ssl, 587 with starttls, else 25).
+    mail_relay_host: str = ""
+    mail_relay_port: int = 0
+    mail_relay_user: str = ""
+    mail_relay_password: str = ""
+    mail_relay_tls: str = "starttls"
+    mail_from: str = ""
+    # The authserv-id of the server that received the mail and wrote its
+    # Authentication-Results (DMARC, DKIM): set, only mail it shows genuine acts as an elder.
+    email_authserv_id: str = ""
     billing_url: str = ""
     # Billing's own preliminary charge (optional): POST here, the local figure when it
     # does not answer within the timeout (seconds).
@@ -167,6 +204,7 @@ class Settings:
                 "setting telegram_webhook_secret: a webhook needs a secret of 1-256 "
                 "characters A-Z, a-z, 0-9, _ and - (Telegram's rule)"
             )
+        _check_mail(settings)
         if settings.relay_backoff_cap < settings.relay_backoff_base:
             raise SettingsError("setting relay_backoff_cap must be at least relay_backoff_base")
         if settings.relay_circuit_open_cap < settings.relay_circuit_open_base:
@@ -215,7 +253,34 @@ _POSITIVE = (
     "rate_limit_per_minute",
     "max_body_bytes",
     "outlier_factor",
+    "imap_poll_interval",
+    "smtp_max_bytes",
+    "mail_attachment_max_bytes",
 )
+
+
+def _check_mail(settings: Settings) -> None:
+    """The email channel's settings make sense together."""
+    for name in ("imap_tls", "mail_relay_tls"):
+        if getattr(settings, name) not in MAIL_TLS:
+            raise SettingsError(f"setting {name} must be one of {', '.join(MAIL_TLS)}")
+    for name in ("imap_port", "mail_relay_port"):
+        if not 0 <= getattr(settings, name) < 65536:
+            raise SettingsError(f"setting {name} must be a port, 1-65535 (0: the default)")
+    if settings.smtp_listen and not re.fullmatch(
+        r"(\[[0-9a-fA-F:.]+\]|[^:\s]+):[0-9]{1,5}", settings.smtp_listen
+    ):
+        raise SettingsError(f"setting smtp_listen must be host:port, not {settings.smtp_listen!r}")
+    if settings.imap_host and not (settings.imap_user and settings.imap_password):
+        raise SettingsError("setting imap_host needs imap_user and imap_password")
+    receiving = settings.imap_host or settings.smtp_listen
+    if receiving and not (settings.mail_relay_host and settings.mail_from):
+        raise SettingsError(
+            "receiving mail (imap_host or smtp_listen) needs mail_relay_host and mail_from: "
+            "every list is answered with a report"
+        )
+    if settings.mail_from and "@" not in settings.mail_from:
+        raise SettingsError(f"setting mail_from must be an address, not {settings.mail_from!r}")
 
 
 def _coerce(name: str, kind: Any, raw: Any) -> Any:

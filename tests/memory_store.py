@@ -345,6 +345,9 @@ class MemoryOutbound(_Part):
     def recipients(self, channel: str, kind: str) -> set[str]:
         return {i.recipient for i, _ in self._s.outbound if (i.channel, i.kind) == (channel, kind)}
 
+    def answered(self, message_id: int, kind: str) -> bool:
+        return any((i.message_id, i.kind) == (message_id, kind) for i, _ in self._s.outbound)
+
 
 class MemoryStorage:
     """The transactor, and the one unit of work it runs at a time."""

@@ -23,6 +23,13 @@ class ErrorCode(StrEnum):
     # several accounts: which one?
     ACCOUNT_REQUIRED = "account_required"
     INTERNAL = "internal"
+    # Email: a bounce, an auto-reply or mailing-list mail: recorded, not read, not answered.
+    AUTOMATIC = "automatic"
+    # Email: over the message size limit (GATEWAY_SMTP_MAX_BYTES): recorded, not read.
+    TOO_LARGE = "too_large"
+    # Email: GATEWAY_EMAIL_AUTHSERV_ID is set and the receiving server's checks did not
+    # show the From address genuine (no DMARC pass, no aligned DKIM pass): not read.
+    NOT_AUTHENTICATED = "not_authenticated"
 
 
 class GatewayError(Exception):

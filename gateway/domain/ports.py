@@ -7,9 +7,11 @@ from datetime import date, datetime
 from typing import Protocol, runtime_checkable
 
 from gateway.domain.authorization import Directory, Scope
+from gateway.domain.lists import ListReport, ListResult, Locate
 from gateway.domain.model import Entered, InboundMessage, Sender
 from gateway.domain.outbox import Delivery, OutboxItem, Settled
 from gateway.domain.outcome import Charge, Outcome, ReadingLine
+from gateway.domain.store import Outbound
 
 
 class OnInbound(Protocol):
@@ -79,3 +81,45 @@ class BatchBillingClient(BillingClient, Protocol):
     A batch holds at most one row per register, so order per register is kept."""
 
     async def deliver_all(self, items: Sequence[OutboxItem]) -> list[Delivery]: ...
+
+
+class OnList(Protocol):
+    """Handle an elder's list (see ``Intake.handle_list``): every data line decided and
+    stored with the one inbound message before this returns."""
+
+    async def handle_list(self, message: InboundMessage) -> ListResult: ...
+
+
+class ListReporter(Protocol):
+    """The report of a list: ``notes`` name what could not be read (ignored attachments),
+    ``locate`` maps a line number to its file and line there."""
+
+    def __call__(
+        self, result: ListResult, *, subject: str, notes: Sequence[str], locate: Locate
+    ) -> ListReport: ...
+
+
+class MailDesk(Protocol):
+    """What the email channel records besides lists (see ``gateway.mail.MailDesk``)."""
+
+    async def is_elder(self, address: str) -> bool:
+        """Whether the supplier made this address an elder of at least one building."""
+        ...
+
+    async def refuse(
+        self, message: InboundMessage, outcome: Outcome, answer: Outbound | None
+    ) -> list[int]:
+        """Record a mail that is not read as a list, with ``outcome``, and queue ``answer``
+        unless one of its kind went to that address today; a redelivery (the same
+        external id) records and queues nothing. The ids of the queued rows."""
+        ...
+
+    async def report(self, item: Outbound) -> list[int]:
+        """Queue a list's report unless one was queued for the same message; the ids."""
+        ...
+
+
+class Notify(Protocol):
+    """Send queued outbound rows now (``OutboundSender.send_now``)."""
+
+    async def __call__(self, ids: Sequence[int]) -> object: ...

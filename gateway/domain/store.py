@@ -188,6 +188,11 @@ class OutboundStore(Protocol):
         them (a reminder goes once per chat and period)."""
         ...
 
+    def answered(self, message_id: int, kind: str) -> bool:
+        """Whether a message of this kind was queued in answer to that inbound message
+        (a list's report goes once however often its mail is delivered)."""
+        ...
+
 
 class Store(Protocol):
     """One unit of work: a transaction, with a store per aggregate."""

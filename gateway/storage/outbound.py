@@ -72,6 +72,10 @@ class SqlOutbound:
         query = select(_ob.recipient).where(_ob.channel == channel, _ob.kind == kind)
         return set(self.conn.scalars(query))
 
+    def answered(self, message_id: int, kind: str) -> bool:
+        query = select(_ob.id).where(_ob.message_id == message_id, _ob.kind == kind).limit(1)
+        return self.conn.scalar(query) is not None
+
 
 @dataclass(frozen=True, slots=True)
 class OutboundStatus:

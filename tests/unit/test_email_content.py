@@ -280,10 +280,11 @@ def test_csv_end_to_end(data: bytes, name: str) -> None:
 def test_csv_rows_to_lines_and_sources() -> None:
     data = "кв;ЛС;значение\n12;1234567890;123,45\n".encode()
     content = read(with_file(data, "a.csv", ("application", "vnd.ms-excel"), "1234567899 1"))
-    assert content.text == "1234567899 1\n\nкв. 12 1234567890 123,45"
+    # The header row stays as an empty line: line numbers in a.csv are its rows.
+    assert content.text == "1234567899 1\n\n\nкв. 12 1234567890 123,45"
     assert readings(content.text)[1] == ("1234567890", d("123.45"))
     assert content.locate(1) == (BODY_NAME, 1)
-    assert content.locate(3) == ("a.csv", 1)
+    assert content.locate(4) == ("a.csv", 2)
     assert content.locate(2) is None
 
 
@@ -295,6 +296,7 @@ def test_rows_to_lines_apartment_rules() -> None:
         ["12/1", "1234567892", "3"],  # not an apartment the list parser can strip
     ]
     assert list(rows_to_lines(rows)) == [
+        "",
         "1234567890 1",
         "кв. 7а 1234567891 2",
         "1234567892 3",
@@ -334,7 +336,13 @@ def test_xlsx_numbers_as_floats_end_to_end() -> None:
     content = read(with_file(data, "дом10.xlsx", XLSX_TYPE))
     (attachment,) = content.attachments
     assert attachment.kind == "xlsx" and attachment.lines == 3
-    assert content.text.splitlines() == [
+    # Rows without an account are kept as empty lines (line numbers are row numbers).
+    assert content.text.splitlines()[:3] == [
+        "",
+        "кв. 12 1234567890 12345 6789",
+        "кв. 14 1234567891 123.45",
+    ]
+    assert [line for line in content.text.splitlines() if line] == [
         "кв. 12 1234567890 12345 6789",
         "кв. 14 1234567891 123.45",
         "1234567892 77.5",

@@ -315,3 +315,55 @@ def test_relay_circuit_settings_have_their_defaults_and_are_read_from_the_enviro
 def test_a_circuit_open_cap_below_its_base_stops_the_start() -> None:
     with pytest.raises(SettingsError, match="relay_circuit_open_cap"):
         Settings.from_mapping({"relay_circuit_open_base": 20, "relay_circuit_open_cap": 10}, {})
+
+
+# --- the email channel -------------------------------------------------------------------
+
+MAIL = {
+    "GATEWAY_IMAP_HOST": "imap.example.org",
+    "GATEWAY_IMAP_USER": "pokazaniya",
+    "GATEWAY_IMAP_PASSWORD": "imap-secret",
+    "GATEWAY_MAIL_RELAY_HOST": "smtp.example.org",
+    "GATEWAY_MAIL_RELAY_PASSWORD": "relay-secret",
+    "GATEWAY_MAIL_FROM": "Приём показаний <pokazaniya@example.org>",
+}
+
+
+def test_a_mailbox_from_the_environment() -> None:
+    settings = Settings.from_mapping({}, {**MAIL, "GATEWAY_SMTP_LISTEN": "127.0.0.1:2525"})
+    assert settings.imap_host == "imap.example.org" and settings.imap_folder == "INBOX"
+    assert settings.imap_tls == "ssl" and settings.mail_relay_tls == "starttls"
+    assert settings.smtp_listen == "127.0.0.1:2525"
+    assert settings.smtp_max_bytes == 10 * 1024 * 1024
+
+
+def test_mail_passwords_are_masked() -> None:
+    masked = Settings.from_mapping({}, MAIL).masked()
+    assert masked["imap_password"] == "***" and masked["mail_relay_password"] == "***"
+    shown = repr(Settings.from_mapping({}, MAIL))
+    assert "imap-secret" not in shown and "relay-secret" not in shown
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"GATEWAY_MAIL_RELAY_HOST": ""}, "mail_relay_host"),
+        ({"GATEWAY_MAIL_FROM": ""}, "mail_from"),
+        ({"GATEWAY_MAIL_FROM": "pokazaniya"}, "mail_from"),
+        ({"GATEWAY_IMAP_PASSWORD": ""}, "imap_password"),
+        ({"GATEWAY_IMAP_TLS": "tls"}, "imap_tls"),
+        ({"GATEWAY_MAIL_RELAY_TLS": "yes"}, "mail_relay_tls"),
+        ({"GATEWAY_IMAP_PORT": "70000"}, "imap_port"),
+        ({"GATEWAY_SMTP_LISTEN": "2525"}, "smtp_listen"),
+        ({"GATEWAY_SMTP_MAX_BYTES": "0"}, "smtp_max_bytes"),
+    ],
+)
+def test_mail_settings_that_cannot_work_stop_the_start(change: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        Settings.from_mapping({}, {**MAIL, **change})
+
+
+def test_smtp_alone_needs_a_relay_too() -> None:
+    with pytest.raises(SettingsError, match="mail_relay_host and mail_from"):
+        Settings.from_mapping({}, {"GATEWAY_SMTP_LISTEN": "127.0.0.1:2525"})
+    assert Settings.from_mapping({}, {"GATEWAY_SMTP_LISTEN": "[::1]:2525", **MAIL}).smtp_listen
