@@ -8,11 +8,12 @@ import asyncio
 import csv
 import io
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from dataclasses import dataclass, replace
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 import pytest
@@ -458,3 +459,37 @@ async def test_serve_starts_the_smtp_receiver_when_configured(
             )
             (report,) = await relay.wait_for(1)
     assert "Принято: 3" in report.text
+
+
+async def test_serve_polls_the_mailbox_when_configured(
+    settings: Settings, relay: CatchingRelay, clock: Clock, tmp_path: Path, dovecot: Dovecot
+) -> None:
+    configured = mail_settings(
+        settings,
+        relay,
+        imap_host=dovecot.host,
+        imap_port=dovecot.port,
+        imap_user=dovecot.user,
+        imap_password=dovecot.password,
+        imap_tls="none",
+        imap_done_folder="Обработано",
+    )
+    async with gateway(configured, clock) as gw:
+        await load_registry(gw, tmp_path)
+        await add_elders(gw, tmp_path)
+        async with loopback(gw.web_app()):
+            await dovecot.append(mail(LIST).as_bytes(policy=policy.SMTP))
+            (report,) = await relay.wait_for(1)  # IDLE woke the poller
+    assert "Принято: 3" in report.text
+    assert await dovecot.uids() == []
+
+
+async def test_serve_without_a_way_in_starts_no_mail_and_says_so_once(
+    gw: Gateway, logs: list[MutableMapping[str, Any]]
+) -> None:
+    async with loopback(gw.web_app()):
+        pass
+    assert [e["reason"] for e in logs if e["event"] == "email_off"] == [
+        "neither GATEWAY_IMAP_HOST nor GATEWAY_SMTP_LISTEN is set"
+    ]
+    assert not [e for e in logs if e["event"] in ("smtp_listening", "imap_connected")]
