@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python -m bench.lists
 	$(BIN)/python -m bench.telegram
 	$(BIN)/python -m bench.email
+	$(BIN)/python -m bench.smpp
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

@@ -20,6 +20,7 @@ from channels.email_channel import MailChannel, MailOutbox, MailRules
 from channels.email_imap import ImapConfig, ImapPoller
 from channels.email_relay import SmtpRelaySender
 from channels.email_smtp import SmtpReceiver
+from channels.sms_smpp import SmppChannel, SmppConfig, SmppLink, SmppSender
 from channels.sms_twilio import TwilioRestSender, TwilioSmsChannel
 from gateway import renderers
 from gateway.app import build_app
@@ -36,6 +37,7 @@ from gateway.settings import Settings
 from gateway.storage import Database
 from gateway.storage.outbound import SqlOutboundQueue
 from gateway.storage.outbox_store import EmbeddedBilling, SqlOutboxStore
+from gateway.storage.smpp import SqlSmsParts
 from parsers import HELP_TEXT
 
 if TYPE_CHECKING:  # aiogram takes seconds to import: only a gateway with a bot pays it
@@ -48,7 +50,12 @@ log = structlog.get_logger("gateway.bootstrap")
 # Each channel's wording of an outcome (gateway.renderers); `gateway sms` is the SMS channel.
 # An elder's list (`gateway list`, the email channel) words each line as an SMS would be:
 # the email report (gateway.mail_report) quotes those texts for the lines it lists.
-RENDERERS = {"sms": renderers.sms, "email": renderers.sms, "telegram": renderers.chat}
+RENDERERS = {
+    "sms": renderers.sms,
+    "smpp": renderers.sms,
+    "email": renderers.sms,
+    "telegram": renderers.chat,
+}
 
 
 # Messages per second each provider takes on our initiative: Telegram allows about 30
@@ -120,6 +127,28 @@ def telegram_channel(
     )
 
 
+def smpp_link(settings: Settings) -> SmppLink | None:
+    """The binding to the SMS operator, when ``GATEWAY_SMPP_HOST`` is set."""
+    if not settings.smpp_host:
+        return None
+    config = SmppConfig(
+        host=settings.smpp_host,
+        port=settings.smpp_port,
+        system_id=settings.smpp_system_id,
+        password=settings.smpp_password,
+        system_type=settings.smpp_system_type,
+        address_range=settings.smpp_address_range,
+        source_addr=settings.smpp_source_addr,
+        tls="ssl" if settings.smpp_tls == "ssl" else "none",
+        bind="split" if settings.smpp_bind == "split" else "transceiver",
+        submits_per_second=settings.smpp_submits_per_second,
+        window=settings.smpp_window,
+        enquire_link_interval=settings.smpp_enquire_link_interval,
+        part_timeout=settings.smpp_part_timeout,
+    )
+    return SmppLink(config)
+
+
 def mail_channel(
     settings: Settings, intake: Intake, db: Database, clock: Clock, outbound: OutboundSender
 ) -> MailChannel:
@@ -181,6 +210,8 @@ class Gateway:
     desk: ChatDesk
     mail: MailChannel
     telegram: TelegramChannel | None = None
+    smpp: SmppChannel | None = None
+    smpp_link: SmppLink | None = None
 
     @property
     def review(self) -> Review:
@@ -249,6 +280,13 @@ class Gateway:
         app.cleanup_ctx.append(
             while_serving(lambda stop: self.outbound.run_forever(stop, interval))
         )
+        # After the senders: cleaned up before them, the link unbinds first and a submit
+        # still awaiting the SMSC ends at once (queued again) instead of holding shutdown.
+        if self.smpp_link is None or self.smpp is None:
+            log.info("smpp_off", reason="GATEWAY_SMPP_HOST is not set")
+        else:
+            app.cleanup_ctx.append(while_serving(self.smpp_link.run))
+            app.cleanup_ctx.append(while_serving(self.smpp.run_give_up))
         return app
 
 
@@ -300,6 +338,9 @@ async def gateway(
         desk = ChatDesk(db, clock, settings.default_country_code)
         bot: Bot | None = None
         channel_senders = senders(settings, clock)
+        link = smpp_link(settings)
+        if link is not None:
+            channel_senders["smpp"] = SmppSender(link)
         if settings.telegram_token:
             from channels.telegram import TelegramSender, telegram_bot
 
@@ -307,14 +348,31 @@ async def gateway(
             channel_senders["telegram"] = TelegramSender(bot, desk.mark_blocked)
         outbound = OutboundSender(SqlOutboundQueue(db), channel_senders, clock, rates=CHANNEL_RATES)
         intake = Intake(
-            db, settings, clock, quote, renderers=RENDERERS, notifiable=outbound.channels
+            db,
+            settings,
+            clock,
+            quote,
+            renderers=RENDERERS,
+            notifiable=outbound.channels,
+            queued_replies=frozenset({"smpp"}),
         )
+        smpp = None
+        if link is not None:
+            smpp = SmppChannel(
+                intake,
+                SqlSmsParts(db),
+                SqlOutboundQueue(db).receipt,
+                clock,
+                part_timeout=settings.smpp_part_timeout,
+                replied=lambda: outbound.nudge("smpp"),
+            )
+            link.attach(smpp.on_deliver)
         mail = mail_channel(settings, intake, db, clock, outbound)
         telegram = None
         if bot is not None:
             telegram = telegram_channel(settings, bot, intake, intake, desk, clock)
         try:
-            yield Gateway(settings, db, intake, clock, outbound, desk, mail, telegram)
+            yield Gateway(settings, db, intake, clock, outbound, desk, mail, telegram, smpp, link)
         finally:
             if bot is not None:
                 await bot.session.close()

@@ -15,9 +15,10 @@ from billing_bridge.charge import preliminary_charge
 from gateway.domain import matching, rules
 from gateway.domain.authorization import OMISSIBLE_CHANNELS, ChannelAuthorization, Scope
 from gateway.domain.errors import AlreadyRecorded, ErrorCode, StorageUnavailable
-from gateway.domain.inbound import admit
+from gateway.domain.inbound import SMS_CHANNELS, admit
 from gateway.domain.lists import ListLine, ListResult
 from gateway.domain.model import Account, Entered, InboundMessage
+from gateway.domain.outbound import REPLY_KIND
 from gateway.domain.outcome import (
     AccountRequired,
     Confirmed,
@@ -33,6 +34,7 @@ from gateway.domain.outcome import (
     Reason,
     Refused,
     Status,
+    Subscription,
     Unanswered,
     UnknownAccount,
     Unreadable,
@@ -40,7 +42,7 @@ from gateway.domain.outcome import (
 from gateway.domain.periods import WindowPolicy, place
 from gateway.domain.ports import Authorizer, ChargeQuote, Renderer
 from gateway.domain.privacy import mask_sender
-from gateway.domain.store import NewReading, Store, Transactor
+from gateway.domain.store import NewReading, Outbound, Store, Transactor
 from gateway.settings import Settings
 from parsers import Command, ParseError, Submission, parse_list, parse_message
 from parsers import ListLine as ParsedLine
@@ -69,6 +71,10 @@ class _Handled:
     outcome: Outcome
     message_id: int | None = None  # None: answered from an earlier delivery
     decision: _Decision | None = None
+    # The reply is queued (channels whose replies go through the outbound queue).
+    queued: bool = False
+    # Answered from an earlier delivery: that message's id.
+    earlier_id: int | None = None
 
 
 # Lines of a list decided in one transaction.
@@ -94,9 +100,13 @@ class Intake:
         renderers: Mapping[str, Renderer],
         authorizer: Authorizer | None = None,
         notifiable: frozenset[str] = frozenset(),
+        queued_replies: frozenset[str] = frozenset(),
     ) -> None:
         """``notifiable``: the channels that can send on their own initiative (a held
-        submission's reply promises the decision only on those)."""
+        submission's reply promises the decision only on those). ``queued_replies``: the
+        channels whose reply is not an answer to the provider's request but a message of
+        its own (SMPP's submit_sm): it is queued in the outbound queue (kind ``reply``)
+        before :meth:`__call__` returns, once per message however often it is delivered."""
         self._db = db
         self._settings = settings
         self._clock = clock
@@ -104,6 +114,7 @@ class Intake:
         self._renderers = renderers
         self._authorizer = authorizer or ChannelAuthorization()
         self._notifiable = notifiable
+        self._queued_replies = queued_replies
 
     async def __call__(self, message: InboundMessage) -> Outcome:
         """Handle one message; it is stored with its outcome before this returns.
@@ -144,6 +155,8 @@ class Intake:
                 # attempt now finds it and answers exactly as that one did.
                 handled = await self._db.run(lambda uow: self._handle(uow, message, parsed))
             outcome = await self._billing_charge(handled)
+            if message.channel in self._queued_replies and not handled.queued:
+                await self._queue_reply_after(message, handled, outcome)
         except StorageUnavailable as exc:
             _log_unavailable(message, exc)
             raise
@@ -294,11 +307,27 @@ class Intake:
             return outcome
         return quoted
 
+    async def _queue_reply_after(
+        self, message: InboundMessage, handled: _Handled, outcome: Outcome
+    ) -> None:
+        """Queue the reply once the charge is final (billing's own may have reworded it),
+        or the reply of an earlier delivery that was stored without its queued reply."""
+        message_id = handled.message_id or handled.earlier_id
+        if message_id is None or outcome.reply is None:
+            return
+        reply = outcome.reply
+        await self._db.run(lambda uow: _queue_reply(uow, message, message_id, reply))
+
     def _handle(self, uow: Store, message: InboundMessage, parsed: _Read) -> _Handled:
         if message.external_id is not None:
             stored = uow.messages.find(message.channel, message.external_id)
             if stored is not None:
-                return _Handled(message.channel, Outcome.from_json(stored.outcome))
+                earlier = Outcome.from_json(stored.outcome)
+                handled = _Handled(message.channel, earlier, earlier_id=stored.id)
+                if message.channel in self._queued_replies and earlier.reply is not None:
+                    _queue_reply(uow, message, stored.id, earlier.reply)
+                    handled.queued = True
+                return handled
         if message.sender:
             uow.messages.lock_sender(message.channel, message.sender)
         if message.sender and self._is_rate_limited(uow, message):
@@ -310,7 +339,14 @@ class Intake:
         decision.outcome = self._worded(message.channel, decision.outcome)
         message_id = uow.messages.record(message, decision.outcome)
         _store_readings(uow, message_id, message, decision)
-        return _Handled(message.channel, decision.outcome, message_id, decision)
+        handled = _Handled(message.channel, decision.outcome, message_id, decision)
+        # Queued with the message unless billing's own charge may still reword it.
+        final = self._quote is None or decision.charge_on is None
+        if message.channel in self._queued_replies and final:
+            if decision.outcome.reply is not None:
+                _queue_reply(uow, message, message_id, decision.outcome.reply)
+            handled.queued = True
+        return handled
 
     def _worded(self, channel: str, outcome: Outcome) -> Outcome:
         """``outcome`` with its reply in ``channel``'s words (the error's message too)."""
@@ -454,6 +490,8 @@ class Intake:
     ) -> Outcome:
         if command.kind == "help":
             return Outcome(Status.ANSWERED, None, None, reason=NeedsHelp())
+        if command.kind in ("stop", "start"):
+            return self._subscription(uow, message, stop=command.kind == "stop")
         assert command.account is not None
         account = uow.registry.load_account(command.account)
         if account is None:
@@ -464,6 +502,20 @@ class Intake:
             return _rejected(account.number, ErrorCode.NOT_AUTHORIZED, refused)
         last = LastReadings(account, tuple(uow.registry.load_tariffs()), today)
         return Outcome(Status.ANSWERED, account.number, None, reason=last)
+
+    def _subscription(self, uow: Store, message: InboundMessage, *, stop: bool) -> Outcome:
+        """СТОП / СТАРТ from a phone: confirmed when it changes something, else unanswered
+        (a repeated СТОП is not answered again); elsewhere the help text."""
+        if message.channel not in SMS_CHANNELS or not message.sender:
+            return Outcome(Status.ANSWERED, None, None, reason=NeedsHelp())
+        phone = message.sender
+        if stop:
+            changed = uow.outbound.opt_out(phone, message.received_at)
+        else:
+            changed = uow.outbound.opt_in(phone)
+        log.info("opt_out" if stop else "opt_in", sender=mask_sender(phone), changed=changed)
+        reason: Reason = Subscription(stopped=stop) if changed else Unanswered()
+        return Outcome(Status.ANSWERED, None, None, reason=reason)
 
     def _confirm(
         self,
@@ -621,6 +673,13 @@ def _store_readings(
             decision.period,
             held=decision.held,
         )
+
+
+def _queue_reply(uow: Store, message: InboundMessage, message_id: int, reply: str) -> None:
+    """The reply to ``message`` into the outbound queue, unless it is there already."""
+    if not uow.outbound.answered(message_id, REPLY_KIND):
+        item = Outbound(message.channel, message.sender, reply, REPLY_KIND, message_id)
+        uow.outbound.queue(item, message.received_at)
 
 
 def _log_unavailable(message: InboundMessage, exc: StorageUnavailable) -> None:

@@ -13,14 +13,15 @@ back-off (or the provider's own wait); after ``max_attempts`` it is ``failed`` a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
 
+from gateway.domain.inbound import SMS_CHANNELS
 from gateway.domain.outbound import (
+    REPLY_KIND,
     ChannelSender,
     OutboundItem,
     SendResult,
@@ -31,6 +32,9 @@ from gateway.domain.privacy import mask_sender
 from gateway.storage.outbound import SqlOutboundQueue
 
 log = structlog.get_logger("gateway.outbound")
+
+# Why a notification was not sent: the phone sent СТОП.
+OPTED_OUT = "opted out: the recipient sent СТОП/STOP"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,13 @@ class OutboundSender:
         self._rates = dict(rates or {})
         self._slots: dict[str, float] = {}
         self._pacing = {channel: asyncio.Lock() for channel in self._rates}
+        self._nudged = {channel: asyncio.Event() for channel in self._senders}
+
+    def nudge(self, channel: str) -> None:
+        """Rows were queued on ``channel``: its sender loop looks now, not at its interval."""
+        event = self._nudged.get(channel)
+        if event is not None:
+            event.set()
 
     @property
     def channels(self) -> frozenset[str]:
@@ -111,13 +122,24 @@ class OutboundSender:
                 attempted = 0
             if attempted:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+            nudged = self._nudged[channel]
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(nudged.wait())]
+            await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits:
+                waiting.cancel()
+            nudged.clear()
 
     async def _send(self, items: Sequence[OutboundItem]) -> list[SentOutcome]:
         gate = asyncio.Semaphore(self._policy.concurrency)
+        stopped = await self._queue.opted_out(
+            {i.recipient for i in items if i.channel in SMS_CHANNELS and i.kind != REPLY_KIND}
+        )
 
         async def attempt(item: OutboundItem) -> SentOutcome:
+            if item.recipient in stopped and item.kind != REPLY_KIND:
+                # СТОП: only direct replies still go to this phone.
+                log.info("outbound_opted_out", id=item.id, recipient=mask_sender(item.recipient))
+                return SentOutcome(item, SendResult(SendVerdict.FAILED, OPTED_OUT), self._clock())
             async with gate:
                 return await self._attempt(item)
 

@@ -28,6 +28,7 @@ from gateway.domain.outcome import (
     ReadingLine,
     Refused,
     Status,
+    Subscription,
     Unanswered,
     UnknownAccount,
     Unreadable,
@@ -69,6 +70,8 @@ def sms(outcome: Outcome) -> str | None:
         return replies.account_required(reason.accounts)
     if isinstance(reason, NeedsHelp):
         return HELP_TEXT
+    if isinstance(reason, Subscription):
+        return replies.STOPPED if reason.stopped else replies.STARTED
     if isinstance(reason, LastReadings):
         return replies.last_readings(reason.account, reason.tariffs, reason.today)
     if isinstance(reason, Unanswered):

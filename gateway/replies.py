@@ -429,3 +429,10 @@ def account_required(accounts: Sequence[str]) -> str:
         for k in range(len(shown), 0, -1)
     ]
     return _fit(*listed, ask)
+
+
+# СТОП / СТАРТ (one SMS segment each).
+STOPPED = (
+    "Уведомления и напоминания отключены. Ответы на ваши показания будут приходить. Включить: СТАРТ"
+)
+STARTED = "Уведомления и напоминания снова включены. Отключить: СТОП"

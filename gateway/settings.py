@@ -23,6 +23,7 @@ SECRET_FIELDS = frozenset(
         "telegram_webhook_secret",
         "imap_password",
         "mail_relay_password",
+        "smpp_password",
     }
 )
 # How the gateway talks TLS to a mail server: implicit TLS, STARTTLS, or plain text.
@@ -88,6 +89,25 @@ class Settings:
     # The authserv-id of the server that received the mail and wrote its
     # Authentication-Results (DMARC, DKIM): set, only mail it shows genuine acts as an elder.
     email_authserv_id: str = ""
+    # SMS over SMPP 3.4 from an operator or aggregator: off without a host. The short
+    # number replies come from; TLS is "ssl" (TLS from the first byte) or "none"; "bind" is
+    # "transceiver", or "split" for a receiver and a transmitter session.
+    smpp_host: str = ""
+    smpp_port: int = 2775
+    smpp_system_id: str = ""
+    smpp_password: str = ""
+    smpp_system_type: str = ""
+    smpp_address_range: str = ""
+    smpp_source_addr: str = ""
+    smpp_tls: str = "none"
+    smpp_bind: str = "transceiver"
+    # Submits per second the operator allows, and requests awaiting an answer at once.
+    smpp_submits_per_second: float = 10.0
+    smpp_window: int = 10
+    # Seconds between enquire_link keep-alives; the longest wait for a missing part of a
+    # concatenated SMS before what came is recorded.
+    smpp_enquire_link_interval: float = 30.0
+    smpp_part_timeout: float = 600.0
     billing_url: str = ""
     # Billing's own preliminary charge (optional): POST here, the local figure when it
     # does not answer within the timeout (seconds).
@@ -205,6 +225,7 @@ class Settings:
                 "characters A-Z, a-z, 0-9, _ and - (Telegram's rule)"
             )
         _check_mail(settings)
+        _check_smpp(settings)
         if settings.relay_backoff_cap < settings.relay_backoff_base:
             raise SettingsError("setting relay_backoff_cap must be at least relay_backoff_base")
         if settings.relay_circuit_open_cap < settings.relay_circuit_open_base:
@@ -256,7 +277,27 @@ _POSITIVE = (
     "imap_poll_interval",
     "smtp_max_bytes",
     "mail_attachment_max_bytes",
+    "smpp_submits_per_second",
+    "smpp_window",
+    "smpp_enquire_link_interval",
+    "smpp_part_timeout",
 )
+
+
+def _check_smpp(settings: Settings) -> None:
+    """The SMPP link's settings make sense together."""
+    if settings.smpp_tls not in ("ssl", "none"):
+        raise SettingsError("setting smpp_tls must be ssl or none")
+    if settings.smpp_bind not in ("transceiver", "split"):
+        raise SettingsError("setting smpp_bind must be transceiver or split")
+    if not 0 < settings.smpp_port < 65536:
+        raise SettingsError("setting smpp_port must be a port, 1-65535")
+    if settings.smpp_host and not (settings.smpp_system_id and settings.smpp_source_addr):
+        raise SettingsError("setting smpp_host needs smpp_system_id and smpp_source_addr")
+    if len(settings.smpp_system_id) > 15 or len(settings.smpp_password) > 8:
+        raise SettingsError(
+            "setting smpp_system_id is at most 15 characters, smpp_password at most 8 (SMPP 3.4)"
+        )
 
 
 def _check_mail(settings: Settings) -> None:

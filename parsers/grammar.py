@@ -119,9 +119,10 @@ class Submission:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """An SMS command: ``help`` (ПОМОЩЬ) or ``last`` (``[account] ?``, ПОСЛЕДНИЕ)."""
+    """An SMS command: ``help`` (ПОМОЩЬ), ``last`` (``[account] ?``, ПОСЛЕДНИЕ), ``stop``
+    (СТОП: no more notifications) or ``start`` (СТАРТ: notifications again)."""
 
-    kind: Literal["help", "last"]
+    kind: Literal["help", "last", "stop", "start"]
     account: str | None = None
 
 
@@ -345,6 +346,8 @@ _DIGIT = re.compile(r"[0-9]")
 # them ("ПОСЛЕДНИЕ показания: л/с 1234567890", "HELP?", "Помощь.") change nothing.
 _HELP_WORDS = frozenset({"помощь", "help", "справка", "хелп"})
 _LAST_WORDS = frozenset({"последние", "last", "?"})
+_STOP_WORDS = frozenset({"стоп", "stop", "отписаться", "unsubscribe"})
+_START_WORDS = frozenset({"старт", "start", "подписаться", "subscribe"})
 _COMMAND_WORD = re.compile(r"[^\W_]+|\?")
 # Punctuation that NFKC would turn into letters ("№" → "No") is blanked before folding.
 _COMMAND_PUNCTUATION = str.maketrans(dict.fromkeys("№", " "))
@@ -370,6 +373,10 @@ def parse_command(text: str) -> Command | None:
         asked = True
     if words == ["?"] or (len(words) == 1 and words[0] in _HELP_WORDS):
         return Command("help")
+    if len(words) == 1 and words[0] in _STOP_WORDS:
+        return Command("stop")
+    if len(words) == 1 and words[0] in _START_WORDS:
+        return Command("start")
     if len(words) == 2 and words[0] in _LAST_WORDS and _is_number(words[1]):
         return Command("last", words[1])
     if asked and len(words) == 1 and _is_number(words[0]):

@@ -104,6 +104,7 @@ class State:
     readings: list[ReadingRow] = field(default_factory=list)
     outbox: list[OutboxRow] = field(default_factory=list)
     outbound: list[tuple[Outbound, datetime]] = field(default_factory=list)  # queued
+    opt_outs: dict[str, datetime] = field(default_factory=dict)  # СТОП
 
 
 class _Part:
@@ -344,6 +345,18 @@ class MemoryOutbound(_Part):
 
     def recipients(self, channel: str, kind: str) -> set[str]:
         return {i.recipient for i, _ in self._s.outbound if (i.channel, i.kind) == (channel, kind)}
+
+    def opt_out(self, phone: str, since: datetime) -> bool:
+        if phone in self._s.opt_outs:
+            return False
+        self._s.opt_outs[phone] = since
+        return True
+
+    def opt_in(self, phone: str) -> bool:
+        return self._s.opt_outs.pop(phone, None) is not None
+
+    def is_opted_out(self, phone: str) -> bool:
+        return phone in self._s.opt_outs
 
     def answered(self, message_id: int, kind: str) -> bool:
         return any((i.message_id, i.kind) == (message_id, kind) for i, _ in self._s.outbound)

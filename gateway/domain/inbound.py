@@ -23,7 +23,7 @@ _ADDRESS_NOISE = re.compile(r"[\s\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 _PHONE_PUNCTUATION = re.compile(r"[\s()\-.]")
 _DIGITS = re.compile(r"[0-9]+")
 
-SMS_CHANNELS = frozenset({"sms"})
+SMS_CHANNELS = frozenset({"sms", "smpp"})
 
 
 def clean_text(text: str) -> str:

@@ -8,6 +8,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+# The kind of a direct reply to a message, sent through the queue (SMPP's submit_sm): it
+# answers what the sender just wrote, so an opt-out (СТОП) never holds it back.
+REPLY_KIND = "reply"
+
 
 @dataclass(frozen=True, slots=True)
 class OutboundItem:
@@ -18,6 +22,7 @@ class OutboundItem:
     recipient: str
     text: str
     attempts: int
+    kind: str = ""  # what it tells: reply, review_approved, reminder, list_report, …
 
 
 class SendVerdict(StrEnum):
@@ -33,6 +38,8 @@ class SendResult:
     detail: str = ""
     # Seconds the provider asked us to wait (429 Retry-After, Telegram's retry_after).
     retry_after: float | None = None
+    # The provider's ids its delivery receipts will name (SMPP: one per segment).
+    ids: tuple[str, ...] = ()
 
 
 class ChannelSender(Protocol):

@@ -156,6 +156,13 @@ class NeedsHelp:
 
 
 @dataclass(frozen=True, slots=True)
+class Subscription:
+    """СТОП or СТАРТ changed what the phone gets: ``stopped`` is the new state."""
+
+    stopped: bool
+
+
+@dataclass(frozen=True, slots=True)
 class LastReadings:
     account: Account
     tariffs: tuple[Tariff, ...]
@@ -182,6 +189,7 @@ Reason = (
     | NotAuthorized
     | AccountRequired
     | NeedsHelp
+    | Subscription
     | LastReadings
     | Unanswered
     | Failed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol, runtime_checkable
 
@@ -123,3 +124,34 @@ class Notify(Protocol):
     """Send queued outbound rows now (``OutboundSender.send_now``)."""
 
     async def __call__(self, ids: Sequence[int]) -> object: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Assembled:
+    """A concatenated SMS: its parts' text in order, and ``key``, the same on every
+    delivery of those parts (their first row's id: the message's identity)."""
+
+    text: str
+    key: int
+    parts: int
+    total: int
+
+
+class SmsParts(Protocol):
+    """Parts of concatenated SMS, kept until the whole message is handled."""
+
+    async def keep(
+        self, source: str, reference: int, total: int, number: int, text: str, now: datetime
+    ) -> Assembled | None:
+        """Keep one part (a part kept already is a redelivery: nothing changes); the whole
+        message when this part completed it, else None."""
+        ...
+
+    async def handled(self, source: str, key: int, now: datetime) -> None:
+        """The message ``key`` was handled: its parts stay only to recognise redeliveries."""
+        ...
+
+    async def expired(self, before: datetime) -> list[tuple[str, Assembled]]:
+        """Unfinished messages whose first part came before ``before``: what came of them
+        (the text of the parts that came, in order), by source."""
+        ...

@@ -188,6 +188,16 @@ class OutboundStore(Protocol):
         them (a reminder goes once per chat and period)."""
         ...
 
+    def opt_out(self, phone: str, since: datetime) -> bool:
+        """Stop everything but direct replies to ``phone`` (СТОП); False if it was already."""
+        ...
+
+    def opt_in(self, phone: str) -> bool:
+        """Resume messages to ``phone`` (СТАРТ); False if it was not opted out."""
+        ...
+
+    def is_opted_out(self, phone: str) -> bool: ...
+
     def answered(self, message_id: int, kind: str) -> bool:
         """Whether a message of this kind was queued in answer to that inbound message
         (a list's report goes once however often its mail is delivered)."""

@@ -19,9 +19,11 @@ if TYPE_CHECKING:  # the database builds a unit of work of this module's SqlOutb
     from gateway.storage.database import Database
 
 _ob = t.outbound.c
+# The receipt state of a delivered message (SMPP 3.4 appendix B).
+DELIVERED = "DELIVRD"
 _RECIPIENT_LENGTH = column_length(_ob.recipient)
 _DUE = (
-    select(_ob.id, _ob.channel, _ob.recipient, _ob.text, _ob.attempts)
+    select(_ob.id, _ob.channel, _ob.recipient, _ob.text, _ob.attempts, _ob.kind)
     .where(
         _ob.status == "queued",
         _ob.channel.in_(bindparam("channels", expanding=True)),
@@ -71,6 +73,20 @@ class SqlOutbound:
     def recipients(self, channel: str, kind: str) -> set[str]:
         query = select(_ob.recipient).where(_ob.channel == channel, _ob.kind == kind)
         return set(self.conn.scalars(query))
+
+    def opt_out(self, phone: str, since: datetime) -> bool:
+        if self.is_opted_out(phone):
+            return False
+        self.conn.execute(t.opt_outs.insert(), {"phone": phone, "since": since})
+        return True
+
+    def opt_in(self, phone: str) -> bool:
+        deleted = self.conn.execute(t.opt_outs.delete().where(t.opt_outs.c.phone == phone))
+        return bool(deleted.rowcount)
+
+    def is_opted_out(self, phone: str) -> bool:
+        query = select(t.opt_outs.c.phone).where(t.opt_outs.c.phone == phone)
+        return self.conn.scalar(query) is not None
 
     def answered(self, message_id: int, kind: str) -> bool:
         query = select(_ob.id).where(_ob.message_id == message_id, _ob.kind == kind).limit(1)
@@ -122,7 +138,9 @@ class SqlOutboundQueue:
                     .where(_ob.id.in_([r.id for r in rows]))
                     .values(lease_until=until)
                 )
-            return [OutboundItem(r.id, r.channel, r.recipient, r.text, r.attempts) for r in rows]
+            return [
+                OutboundItem(r.id, r.channel, r.recipient, r.text, r.attempts, r.kind) for r in rows
+            ]
 
         return await self._db.run(lambda uow: claim(uow.conn))
 
@@ -143,7 +161,51 @@ class SqlOutboundQueue:
             }
             for o in outcomes
         ]
-        await self._db.run(lambda uow: uow.conn.execute(_SETTLE, rows))
+        ids = [
+            {"smsc_id": provider_id[:64], "outbound_id": o.item.id, "created_at": o.at}
+            for o in outcomes
+            if o.result.verdict is SendVerdict.SENT
+            for provider_id in o.result.ids
+        ]
+
+        def settle(conn: Connection) -> None:
+            conn.execute(_SETTLE, rows)
+            if ids:
+                conn.execute(t.smpp_submits.insert(), ids)
+
+        await self._db.run(lambda uow: settle(uow.conn))
+
+    async def receipt(self, provider_id: str, state: str, at: datetime) -> int | None:
+        """Record a delivery receipt for the row that sent ``provider_id``; that row's id,
+        or None when no row sent it. A row of several segments keeps the first failure:
+        one segment delivered does not hide another lost."""
+
+        def record(conn: Connection) -> int | None:
+            row_id = conn.scalar(
+                select(t.smpp_submits.c.outbound_id).where(
+                    t.smpp_submits.c.smsc_id == provider_id[:64]
+                )
+            )
+            if row_id is None:
+                return None
+            conn.execute(
+                t.outbound.update()
+                .where(
+                    _ob.id == row_id,
+                    _ob.receipt.is_(None) | (_ob.receipt == DELIVERED),
+                )
+                .values(receipt=state[:16], receipt_at=at)
+            )
+            return int(row_id)
+
+        return await self._db.run(lambda uow: record(uow.conn))
+
+    async def opted_out(self, phones: Collection[str]) -> set[str]:
+        """Which of ``phones`` sent СТОП (and not СТАРТ since)."""
+        if not phones:
+            return set()
+        query = select(t.opt_outs.c.phone).where(t.opt_outs.c.phone.in_(list(phones)))
+        return await self._db.run(lambda uow: set(uow.conn.scalars(query)))
 
     async def status(self, now: datetime) -> OutboundStatus:
         def read(conn: Connection) -> OutboundStatus:

@@ -276,8 +276,47 @@ outbound = Table(
     # The provider's id for the sent message (Twilio's message SID, Telegram's message id).
     Column("provider_id", String(128), nullable=True),
     Column("last_error", Text, nullable=True),
+    # What the operator's delivery receipt said (SMPP: DELIVRD, UNDELIV, EXPIRED,
+    # REJECTD, …), and when it came; NULL until one comes.
+    Column("receipt", String(16), nullable=True),
+    Column("receipt_at", UTCDateTime, nullable=True),
     Index("ix_outbound_due", "status", "channel", "id"),
     Index("ix_outbound_message", "message_id"),
+)
+
+# Phones that sent СТОП/STOP: nothing but direct replies goes to them until СТАРТ/START.
+opt_outs = Table(
+    "opt_outs",
+    metadata,
+    Column("phone", String(32), primary_key=True),
+    Column("since", UTCDateTime, nullable=False),
+)
+
+# The parts of concatenated SMS received over SMPP, kept before each part is acknowledged
+# (so the operator redelivers what a crash lost); ``handled_at`` is set once the whole
+# message was handled, and the row stays a while so a redelivered part is recognised.
+smpp_parts = Table(
+    "smpp_parts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(32), nullable=False),
+    Column("reference", Integer, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("handled_at", UTCDateTime, nullable=True),
+    Index("ix_smpp_parts_set", "source", "reference", "total"),
+    Index("ix_smpp_parts_received", "received_at"),
+)
+
+# The SMSC's id of each submitted SMPP segment, so a delivery receipt finds its row.
+smpp_submits = Table(
+    "smpp_submits",
+    metadata,
+    Column("smsc_id", String(64), primary_key=True),
+    Column("outbound_id", Integer, ForeignKey("outbound.id"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )
 
 # The embedded billing (the default without GATEWAY_BILLING_URL): what billing has

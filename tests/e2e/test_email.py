@@ -493,3 +493,6 @@ async def test_serve_without_a_way_in_starts_no_mail_and_says_so_once(
         "neither GATEWAY_IMAP_HOST nor GATEWAY_SMTP_LISTEN is set"
     ]
     assert not [e for e in logs if e["event"] in ("smtp_listening", "imap_connected")]
+    assert [e["reason"] for e in logs if e["event"] == "smpp_off"] == [
+        "GATEWAY_SMPP_HOST is not set"
+    ]

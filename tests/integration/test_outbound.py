@@ -108,6 +108,23 @@ async def test_approving_tells_the_customer_at_once_and_records_the_sent_notice(
     assert len(twilio.posts) == 1
 
 
+async def test_a_phone_that_sent_stop_is_not_told_of_the_decision_over_twilio(
+    held: Gateway, twilio: FakeTwilio
+) -> None:
+    stopped = await send(held, "СТОП", sender=CUSTOMER)
+    assert stopped.reply is not None and "отключены" in stopped.reply
+
+    _, decided = await approve_the_held(held)
+
+    assert decided.notice is Notice.FAILED and "СТОП" in decided.detail
+    assert twilio.posts == []  # held back: a notification, not a reply
+    (row,) = await outbound_rows(held)
+    assert row["status"] == "failed"
+
+    await send(held, "СТАРТ", sender=CUSTOMER)
+    assert await select_rows(held.db, t.opt_outs) == []
+
+
 async def test_the_held_reply_promises_the_decision_when_sms_can_send(
     settings: Settings, clock: Clock, tmp_path: Path, twilio: FakeTwilio
 ) -> None:

@@ -398,6 +398,12 @@ REAL_WORLD_MESSAGES: list[tuple[str, Expected]] = [
     ("справка", HELP),
     (" помощь. ", HELP),
     ("?", HELP),
+    ("СТОП", Command("stop")),
+    ("Stop.", Command("stop")),
+    ("отписаться", Command("stop")),
+    ("старт", Command("start")),
+    ("START!", Command("start")),
+    ("стоп пожалуйста", NOT_READINGS),  # a command is one word
     ("1234567890 ?", LAST),
     ("1234567890?", LAST),
     ("ПОСЛЕДНИЕ 1234567890", LAST),

@@ -504,3 +504,52 @@ async def test_a_failure_inside_the_unit_of_work_leaves_nothing_half_stored(
 
     assert retried.status is Status.ACCEPTED
     assert [(r.value, r.message_id) for r in gw.storage.state.readings] == [(Decimal(4600), 2)]
+
+
+# ----- СТОП / СТАРТ, and replies through the outbound queue -------------------------------
+
+
+async def test_stop_and_start_change_the_phones_state_and_are_confirmed_once(
+    gw: Harness,
+) -> None:
+    stopped = await gw.send("СТОП")
+    again = await gw.send("stop")
+    started = await gw.send("Старт")
+    state_after = dict(gw.storage.state.opt_outs)
+    started_again = await gw.send("START")
+
+    assert stopped.reply is not None and "отключены" in stopped.reply
+    assert again.reply is None and again.status is Status.ANSWERED  # recorded, not answered
+    assert started.reply is not None and "снова включены" in started.reply
+    assert started_again.reply is None
+    assert state_after == {} and gw.storage.state.opt_outs == {}
+    assert len(gw.storage.state.messages) == 4
+
+
+async def test_stop_from_a_chat_is_answered_with_the_help_text(gw: Harness) -> None:
+    outcome = await gw.send("СТОП", sender=CHAT, channel="telegram")
+
+    assert outcome.reply is not None and "1234567890" in outcome.reply  # the formats
+    assert gw.storage.state.opt_outs == {}
+
+
+async def test_a_queued_reply_is_queued_with_the_message_once_however_often_delivered(
+    gw: Harness,
+) -> None:
+    intake = Intake(
+        gw.storage,
+        gw.settings,
+        gw.clock,
+        renderers=RENDERERS,
+        queued_replies=frozenset({"smpp"}),
+    )
+    message = InboundMessage("smpp", "+79120000001", "1234567890 12345 6789", gw.clock(), "m1")
+
+    first = await intake(message)
+    second = await intake(message)
+
+    queued = gw.storage.state.outbound
+    assert [(item.channel, item.recipient, item.kind) for item, _ in queued] == [
+        ("smpp", "+79120000001", "reply")
+    ]
+    assert queued[0][0].text == first.reply == second.reply
