@@ -470,6 +470,8 @@ class ImapPoller:
         self._handed: dict[tuple[int, int], int] = {}
         self._uidvalidity: int | None = None
         self._serial = 0
+        # Whether a connection is logged in and its folder selected (metrics, readiness).
+        self.connected = False
         if config.tls == "none" and not _is_loopback(config.host):
             log.warning("imap_plaintext", host=config.host, reason="tls is none")
 
@@ -542,6 +544,7 @@ class ImapPoller:
                 idle=conn.has("IDLE"),
                 mode="move" if cfg.done_folder else "keyword",
             )
+            self.connected = True
             yield conn
             graceful = True
         except (asyncio.CancelledError, _Stopped):
@@ -551,6 +554,7 @@ class ImapPoller:
             graceful = stop is None or not stop.is_set()
             raise
         finally:
+            self.connected = False
             await conn.close(graceful=graceful)
 
     async def _pass(self, conn: _Connection, stop: asyncio.Event | None) -> int:

@@ -325,6 +325,11 @@ class SmppLink:
         self._pace = asyncio.Lock()
         self._next_slot = 0.0
 
+    @property
+    def up(self) -> bool:
+        """Whether every session is bound."""
+        return all(session.bound.is_set() for session in self._sessions)
+
     def attach(self, on_deliver: OnDeliver) -> None:
         """Who handles what the SMSC delivers (the channel, built after the link)."""
         self._on_deliver = on_deliver

@@ -150,6 +150,8 @@ class TelegramChannel:
         self._zone = zone
         self._help = help_text
         self._webhook_url = webhook_url
+        # Whether the bot hears Telegram: the webhook is set, or the last poll answered.
+        self.up = False
         self._secret = webhook_secret
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -183,6 +185,7 @@ class TelegramChannel:
                     allowed_updates=["message", "callback_query"],
                 )
                 log.info("telegram_webhook_set", url=self._webhook_url)
+                self.up = True
             else:
                 await self.bot.delete_webhook()
                 log.info("telegram_polling")
@@ -207,11 +210,13 @@ class TelegramChannel:
                 await asyncio.sleep(exc.retry_after)
                 continue
             except (TelegramAPIError, TelegramNetworkError) as exc:
+                self.up = False
                 log.warning("telegram_poll_failed", error=str(exc), retry_in=pause)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 60.0)
                 continue
             pause = 1.0
+            self.up = True
             for update in updates:
                 payload = update.model_dump_json(exclude_none=True)
                 try:

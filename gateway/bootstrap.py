@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.metadata
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,14 +24,15 @@ from channels.email_relay import SmtpRelaySender
 from channels.email_smtp import SmtpReceiver
 from channels.sms_smpp import SmppChannel, SmppConfig, SmppLink, SmppSender
 from channels.sms_twilio import TwilioRestSender, TwilioSmsChannel
-from gateway import renderers
-from gateway.app import build_app
+from gateway import metrics, renderers
+from gateway.app import Probes, build_app
 from gateway.chats import ChatDesk
 from gateway.domain.outbound import ChannelSender
 from gateway.domain.ports import OnEntered, OnInbound
 from gateway.intake import Clock, Intake
 from gateway.mail import MailDesk
 from gateway.mail_report import list_report
+from gateway.metrics import TimedBilling
 from gateway.outbound import OutboundSender
 from gateway.reminders import Reminders
 from gateway.review import Review
@@ -46,6 +49,16 @@ if TYPE_CHECKING:  # aiogram takes seconds to import: only a gateway with a bot 
     from channels.telegram import TelegramChannel
 
 log = structlog.get_logger("gateway.bootstrap")
+
+
+@functools.cache
+def version() -> str:
+    """This gateway's version (its installed distribution's), read once when first asked."""
+    try:
+        return importlib.metadata.version("meter-gateway")
+    except importlib.metadata.PackageNotFoundError:  # a source tree that is not installed
+        return "0+unknown"
+
 
 # Each channel's wording of an outcome (gateway.renderers); `gateway sms` is the SMS channel.
 # An elder's list (`gateway list`, the email channel) words each line as an SMS would be:
@@ -166,12 +179,15 @@ def mail_channel(
     )
 
 
+Loop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
 def mail_transports(
     settings: Settings, mail: MailChannel
-) -> list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]]:
-    """What receives mail, as loops to run while serving: the IMAP poller, the SMTP
-    receiver, each when configured."""
-    loops: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
+) -> list[tuple[str, Loop, Callable[[], bool] | None]]:
+    """What receives mail, as loops to run while serving: the IMAP poller (with whether it
+    is connected), the SMTP receiver, each when configured."""
+    loops: list[tuple[str, Loop, Callable[[], bool] | None]] = []
     if settings.imap_host:
         config = ImapConfig(
             host=settings.imap_host,
@@ -184,9 +200,11 @@ def mail_transports(
             poll_interval=settings.imap_poll_interval,
             max_message_bytes=settings.smtp_max_bytes,
         )
-        loops.append(ImapPoller(config, mail.receive).run_forever)
+        poller = ImapPoller(config, mail.receive)
+        loops.append(("imap", poller.run_forever, lambda: poller.connected))
     if settings.smtp_listen:
-        loops.append(SmtpReceiver(settings.smtp_listen, settings.smtp_max_bytes, mail.receive).run)
+        receiver = SmtpReceiver(settings.smtp_listen, settings.smtp_max_bytes, mail.receive)
+        loops.append(("smtp", receiver.run, None))
     return loops
 
 
@@ -237,7 +255,7 @@ class Gateway:
             return
         client = HttpBilling(s.billing_url, s.billing_timeout)
         try:
-            yield OutboxRelay(store, client, self.clock, policy)
+            yield OutboxRelay(store, TimedBilling(client), self.clock, policy)
         finally:
             await client.close()
 
@@ -252,6 +270,21 @@ class Gateway:
     def reminders(self) -> Reminders:
         return Reminders(self.db, self.settings, self.clock)
 
+    async def _schema_current(self) -> bool:
+        try:
+            return (await self.db.schema_state()).up_to_date
+        except Exception:
+            return False
+
+    async def _refresh_metrics(self) -> None:
+        now = self.clock()
+        outbox = await SqlOutboxStore(self.db).status(now)
+        outbound = await SqlOutboundQueue(self.db).status(now)
+        metrics.queues(
+            (outbox.pending, outbox.failed, outbox.oldest_pending_seconds),
+            (outbound.queued, outbound.failed, outbound.oldest_queued_seconds),
+        )
+
     def web_app(self) -> web.Application:
         sms = TwilioSmsChannel(
             self.intake,
@@ -261,18 +294,29 @@ class Gateway:
             max_body_bytes=self.settings.max_body_bytes,
         )
         chat = self.telegram
-        app = build_app(
-            sms, self.settings.max_body_bytes, self.db.ping, chat.routes() if chat else ()
+        mail = mail_transports(self.settings, self.mail)
+        links: dict[str, Callable[[], bool]] = {name: up for name, _, up in mail if up}
+        if chat is not None:
+            links["telegram"] = lambda: chat.up
+        if self.smpp_link is not None:
+            smpp = self.smpp_link
+            links["smpp"] = lambda: smpp.up
+        probes = Probes(
+            database=self.db.ping,
+            version=version(),
+            schema=self._schema_current,
+            links=lambda: {name: up() for name, up in links.items()},
+            refresh_metrics=self._refresh_metrics,
         )
+        app = build_app(sms, self.settings.max_body_bytes, probes, chat.routes() if chat else ())
         if chat is None:
             log.info("telegram_off", reason="GATEWAY_TELEGRAM_TOKEN is not set")
         else:
             app.cleanup_ctx.append(chat.run)
             app.cleanup_ctx.append(while_serving(self.reminders.run_forever))
-        mail = mail_transports(self.settings, self.mail)
         if not mail:
             log.info("email_off", reason="neither GATEWAY_IMAP_HOST nor GATEWAY_SMTP_LISTEN is set")
-        for run in mail:
+        for _, run, _ in mail:
             app.cleanup_ctx.append(while_serving(run))
         app.on_shutdown.append(lambda _app: self.mail.aclose())
         app.cleanup_ctx.append(while_serving(self._relay_forever))

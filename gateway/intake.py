@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -12,6 +13,7 @@ from functools import partial
 import structlog
 
 from billing_bridge.charge import preliminary_charge
+from gateway import metrics
 from gateway.domain import matching, rules
 from gateway.domain.authorization import OMISSIBLE_CHANNELS, ChannelAuthorization, Scope
 from gateway.domain.errors import AlreadyRecorded, ErrorCode, StorageUnavailable
@@ -122,11 +124,12 @@ class Intake:
         Raises :class:`StorageUnavailable` when the message could not be stored (the
         database is unreachable or timed out): the channel must then tell its provider
         to retry (a 503, a withheld SMPP response), never answer as if it was handled."""
+        started = time.perf_counter()
         message = admit(message, self._settings.default_country_code)
         # Parsing needs no database: it is done before the transaction, so no row or
         # lock is held while it runs, and a long text is parsed off the event loop.
         parsed = await _read(message.text, omissible=message.channel in OMISSIBLE_CHANNELS)
-        return await self._decide_and_store(message, parsed)
+        return await self._decide_and_store(message, parsed, started)
 
     async def submit(self, message: InboundMessage, entered: Entered) -> Outcome:
         """Readings entered register by register (a guided chat dialog): decided, stored
@@ -146,7 +149,9 @@ class Intake:
         decision = await self._db.run(lambda uow: self._evaluate(uow, message, _Read(entered)))
         return self._worded(message.channel, decision.outcome)
 
-    async def _decide_and_store(self, message: InboundMessage, parsed: _Read) -> Outcome:
+    async def _decide_and_store(
+        self, message: InboundMessage, parsed: _Read, started: float | None = None
+    ) -> Outcome:
         try:
             try:
                 handled = await self._db.run(lambda uow: self._handle(uow, message, parsed))
@@ -166,6 +171,9 @@ class Intake:
             )
             outcome = self._worded(message.channel, _rejected(None, ErrorCode.INTERNAL, Failed()))
             await self._record_failure(message, outcome)
+        error = outcome.error.code if outcome.error else None
+        seconds = time.perf_counter() - (started or time.perf_counter())
+        metrics.handled(message.channel, outcome.status.value, error, seconds)
         log.info(
             "message_handled",
             channel=message.channel,
@@ -187,6 +195,7 @@ class Intake:
         when it was finished; when it was interrupted, every line is decided again, and
         those already stored are duplicates, confirmed and not stored twice. The rate
         limit counts the message, not its lines."""
+        began = time.perf_counter()
         message = admit(message, self._settings.default_country_code)
         lines = await asyncio.to_thread(lambda: list(parse_list(message.text)))
         try:
@@ -213,6 +222,7 @@ class Intake:
             _log_unavailable(message, exc)
             raise
         result = ListResult(started.message_id, tuple(done))
+        metrics.handled(message.channel, "list", None, time.perf_counter() - began)
         log.info(
             "list_handled",
             channel=message.channel,

@@ -3,6 +3,7 @@ environment variables. Built from mappings so tests pass plain dicts; no I/O at 
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from collections.abc import Mapping
@@ -183,6 +184,7 @@ class Settings:
     ) -> Settings:
         """``toml`` is the parsed file; ``env`` the process environment (``GATEWAY_*`` wins)."""
         env = env or {}
+        _refuse_unknown(toml, env)
         values: dict[str, Any] = {}
         for f in fields(cls):
             if f.name == "max_jump":
@@ -282,6 +284,36 @@ _POSITIVE = (
     "smpp_enquire_link_interval",
     "smpp_part_timeout",
 )
+
+
+# Variables of the test harness and the benchmarks, not settings (README "Settings").
+_NOT_SETTINGS = ("GATEWAY_TEST_", "GATEWAY_FUZZ_")
+
+
+def _refuse_unknown(toml: Mapping[str, Any], env: Mapping[str, str]) -> None:
+    """A key of the file or a ``GATEWAY_*`` variable that is no setting is a mistake (a
+    typo would otherwise leave the default in force, silently): refuse it by name."""
+    names = {f.name for f in fields(Settings)}
+    services = {service.value for service in Service}
+    known = {f"GATEWAY_{name.upper()}" for name in names} | {"GATEWAY_CONFIG"}
+    known |= {f"GATEWAY_MAX_JUMP_{service.name}" for service in Service}
+    unknown = [
+        name
+        for name in env
+        if name.startswith("GATEWAY_") and name not in known and not name.startswith(_NOT_SETTINGS)
+    ]
+    unknown += [f"{key} (in the config file)" for key in toml if key not in names]
+    jumps = toml.get("max_jump", {})
+    if isinstance(jumps, Mapping):
+        unknown += [f"max_jump.{key} (in the config file)" for key in jumps if key not in services]
+    if unknown:
+        hints = []
+        for name in unknown:
+            bare = name.split(" ", 1)[0]
+            pool = known if bare.startswith("GATEWAY_") else names
+            close = difflib.get_close_matches(bare, pool, n=1)
+            hints.append(f"{name}{f' (did you mean {close[0]}?)' if close else ''}")
+        raise SettingsError("unknown setting: " + ", ".join(sorted(hints)))
 
 
 def _check_smpp(settings: Settings) -> None:

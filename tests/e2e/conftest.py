@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import socket
+import sys
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from itertools import count
@@ -10,12 +16,14 @@ from xml.etree import ElementTree
 
 import aiohttp
 import pytest
+from sqlalchemy.engine import make_url
 from twilio.request_validator import RequestValidator
 
 from gateway.bootstrap import Gateway, gateway
 from gateway.settings import Settings
 from gateway.storage import tables as t
-from tests.conftest import Clock, count_rows, load_registry, loopback
+from tests.conftest import Clock, count_rows, empty_database, load_registry, loopback
+from tests.tcp_proxy import TcpProxy
 
 TOKEN = "test-auth-token"
 PUBLIC = "https://gateway.example.org"
@@ -74,3 +82,80 @@ def sms_reply(twiml: str) -> str | None:
     assert root.tag == "Response"
     message = root.find("Message")
     return None if message is None else message.text
+
+
+# ----- gateway serve as a process, on PostgreSQL behind a TCP proxy ---------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Served:
+    base: str
+    log: Path
+    proxy: TcpProxy
+    session: aiohttp.ClientSession
+
+    async def sms(self, sender: str, body: str, request_id: str | None = None) -> int:
+        form = {"MessageSid": f"SM{uuid.uuid4().hex}", "From": sender, "Body": body}
+        signature = RequestValidator(TOKEN).compute_signature(PUBLIC + "/sms/twilio", form)
+        headers = {"X-Twilio-Signature": signature}
+        if request_id is not None:
+            headers["X-Request-Id"] = request_id
+        async with self.session.post(
+            self.base + "/sms/twilio", data=form, headers=headers
+        ) as response:
+            await response.read()
+            return response.status
+
+
+@pytest.fixture
+async def served(postgres_database: str | None, tmp_path: Path) -> AsyncIterator[Served]:
+    if postgres_database is None:
+        pytest.skip("GATEWAY_TEST_POSTGRES_URL is not set")
+    async with gateway(
+        Settings.from_mapping({"database_url": postgres_database}), Clock(), upgrade=True
+    ) as gw:
+        await load_registry(gw, tmp_path)
+    target = make_url(postgres_database)
+    proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
+    await proxy.start()
+    port = _free_port()
+    log = tmp_path / "gateway.log"
+    env = {
+        **os.environ,
+        "GATEWAY_DATABASE_URL": target.set(host="127.0.0.1", port=proxy.port).render_as_string(
+            hide_password=False
+        ),
+        "GATEWAY_DATABASE_TIMEOUT": "1",
+        "GATEWAY_TWILIO_AUTH_TOKEN": TOKEN,
+        "GATEWAY_PUBLIC_URL": PUBLIC,
+        "GATEWAY_LOG_FORMAT": "json",
+        "GATEWAY_RELAY_INTERVAL": "0.5",
+        "GATEWAY_CONFIG": str(tmp_path / "none.toml"),
+    }
+    (tmp_path / "none.toml").write_text("")
+    with log.open("wb") as err:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "serve", "--port", str(port), env=env, stderr=err
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                try:
+                    async with session.get(base + "/healthz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.05)
+            yield Served(base, log, proxy, session)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 30)
+        await proxy.close()
+        await empty_database(postgres_database)

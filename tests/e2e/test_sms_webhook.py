@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from twilio.request_validator import RequestValidator
 
+from gateway.bootstrap import version
 from gateway.settings import Settings
 from gateway.storage import tables as t
 from tests.conftest import Clock, select_rows
@@ -162,4 +163,6 @@ async def test_eleventh_sms_in_a_minute_gets_no_reply_but_is_recorded(
 
 async def test_health_check_answers(server: Server) -> None:
     async with server.session.get(server.base + "/healthz") as response:
-        assert (response.status, await response.json()) == (200, {"status": "ok"})
+        # Added in issue 13: the version (the installed distribution's).
+        expected = {"status": "ok", "version": version()}
+        assert (response.status, await response.json()) == (200, expected)

@@ -367,3 +367,31 @@ def test_smtp_alone_needs_a_relay_too() -> None:
     with pytest.raises(SettingsError, match="mail_relay_host and mail_from"):
         Settings.from_mapping({}, {"GATEWAY_SMTP_LISTEN": "127.0.0.1:2525"})
     assert Settings.from_mapping({}, {"GATEWAY_SMTP_LISTEN": "[::1]:2525", **MAIL}).smtp_listen
+
+
+# --- strict: a setting that does not exist is an error naming it -------------------------
+
+
+def test_an_unknown_variable_is_refused_by_name_with_the_closest_setting() -> None:
+    with pytest.raises(
+        SettingsError, match=r"GATEWAY_DATABSE_URL \(did you mean GATEWAY_DATABASE_URL\?\)"
+    ):
+        Settings.from_mapping({}, {"GATEWAY_DATABSE_URL": "sqlite+aiosqlite:///x.db"})
+
+
+def test_an_unknown_key_of_the_config_file_is_refused_by_name() -> None:
+    with pytest.raises(SettingsError, match=r"relay_intervall \(in the config file\)"):
+        Settings.from_mapping({"relay_intervall": 2})
+    with pytest.raises(SettingsError, match=r"max_jump.gas"):
+        Settings.from_mapping({"max_jump": {"gas": 5}})
+
+
+def test_other_programs_variables_and_the_test_harness_are_left_alone() -> None:
+    env = {
+        "PATH": "/usr/bin",
+        "GATEWAY_CONFIG": "config/gateway.toml",
+        "GATEWAY_TEST_POSTGRES_URL": "postgresql+asyncpg://x",
+        "GATEWAY_FUZZ_EXAMPLES": "10",
+        "GATEWAY_MAX_JUMP_HOT_WATER": "40",
+    }
+    assert Settings.from_mapping({}, env).max_jump[Service.HOT_WATER] == D(40)
