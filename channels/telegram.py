@@ -19,9 +19,10 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -59,6 +60,10 @@ from gateway.domain.outbound import SendResult, SendVerdict
 from gateway.domain.outcome import Outcome, Status
 from gateway.domain.ports import OnEntered, OnInbound
 from gateway.domain.store import StoredReading
+
+# Runs a job only while this process holds a lease on ``name`` (gateway.leases).
+Job = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+Singleton = Callable[[str, Job, asyncio.Event], Coroutine[Any, Any, None]]
 
 log = structlog.get_logger("channels.telegram")
 
@@ -135,6 +140,7 @@ class TelegramChannel:
         help_text: str,
         webhook_url: str = "",
         webhook_secret: str = "",
+        singleton: Singleton | None = None,
     ) -> None:
         self.bot = bot
         # One chat's updates are handled one at a time, in order (a dialog's answer never
@@ -152,6 +158,7 @@ class TelegramChannel:
         self._webhook_url = webhook_url
         # Whether the bot hears Telegram: the webhook is set, or the last poll answered.
         self.up = False
+        self._singleton = singleton
         self._secret = webhook_secret
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -162,7 +169,11 @@ class TelegramChannel:
         server runs; updates kept but not processed before are processed first."""
         await self._prepare()
         stop = asyncio.Event()
-        poller = None if self._webhook_url else asyncio.create_task(self._poll(stop))
+        poller = None
+        if not self._webhook_url:
+            # One poller among all processes (Telegram refuses two getUpdates at once).
+            polling = self._singleton("telegram", self._poll, stop) if self._singleton else None
+            poller = asyncio.create_task(polling or self._poll(stop))
         await self._replay()
         yield
         stop.set()

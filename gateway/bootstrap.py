@@ -7,7 +7,7 @@ import functools
 import importlib.metadata
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass, field
 from datetime import UTC, datetime
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -30,6 +30,7 @@ from gateway.chats import ChatDesk
 from gateway.domain.outbound import ChannelSender
 from gateway.domain.ports import OnEntered, OnInbound
 from gateway.intake import Clock, Intake
+from gateway.leases import Leases
 from gateway.mail import MailDesk
 from gateway.mail_report import list_report
 from gateway.metrics import TimedBilling
@@ -110,6 +111,7 @@ def telegram_channel(
     on_entered: OnEntered,
     desk: ChatDesk,
     clock: Clock,
+    leases: Leases | None = None,
 ) -> TelegramChannel:
     """The Telegram bot's handlers, its dialog state in Redis when configured."""
     from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder
@@ -137,6 +139,7 @@ def telegram_channel(
         help_text=HELP_TEXT,
         webhook_url=settings.telegram_webhook_url,
         webhook_secret=settings.telegram_webhook_secret,
+        singleton=leases.run if leases is not None else None,
     )
 
 
@@ -230,6 +233,12 @@ class Gateway:
     telegram: TelegramChannel | None = None
     smpp: SmppChannel | None = None
     smpp_link: SmppLink | None = None
+    # This process's leases on the singletons (see gateway.leases).
+    lease_holder: InitVar[Leases | None] = None
+    leases: Leases = field(init=False)
+
+    def __post_init__(self, lease_holder: Leases | None) -> None:
+        self.leases = lease_holder or Leases(self.db)
 
     @property
     def review(self) -> Review:
@@ -270,6 +279,10 @@ class Gateway:
     def reminders(self) -> Reminders:
         return Reminders(self.db, self.settings, self.clock)
 
+    def _singleton(self, name: str, job: Loop) -> Loop:
+        """``job`` run only while this process holds the lease ``name``."""
+        return lambda stop: self.leases.run(name, job, stop)
+
     async def _schema_current(self) -> bool:
         try:
             return (await self.db.schema_state()).up_to_date
@@ -295,6 +308,7 @@ class Gateway:
         )
         chat = self.telegram
         mail = mail_transports(self.settings, self.mail)
+        leases = self.leases
         links: dict[str, Callable[[], bool]] = {name: up for name, _, up in mail if up}
         if chat is not None:
             links["telegram"] = lambda: chat.up
@@ -305,7 +319,8 @@ class Gateway:
             database=self.db.ping,
             version=version(),
             schema=self._schema_current,
-            links=lambda: {name: up() for name, up in links.items()},
+            # A link another process holds is not this one's to report.
+            links=lambda: {name: up() for name, up in links.items() if name in leases.running},
             refresh_metrics=self._refresh_metrics,
         )
         app = build_app(sms, self.settings.max_body_bytes, probes, chat.routes() if chat else ())
@@ -313,11 +328,17 @@ class Gateway:
             log.info("telegram_off", reason="GATEWAY_TELEGRAM_TOKEN is not set")
         else:
             app.cleanup_ctx.append(chat.run)
-            app.cleanup_ctx.append(while_serving(self.reminders.run_forever))
+            app.cleanup_ctx.append(
+                while_serving(self._singleton("reminders", self.reminders.run_forever))
+            )
         if not mail:
             log.info("email_off", reason="neither GATEWAY_IMAP_HOST nor GATEWAY_SMTP_LISTEN is set")
-        for _, run, _ in mail:
-            app.cleanup_ctx.append(while_serving(run))
+        for name, run, _ in mail:
+            if name == "imap":  # one poller among all processes
+                app.cleanup_ctx.append(while_serving(self._singleton("imap", run)))
+            else:  # every process may take SMTP deliveries
+                leases.running.add(name)
+                app.cleanup_ctx.append(while_serving(run))
         app.on_shutdown.append(lambda _app: self.mail.aclose())
         app.cleanup_ctx.append(while_serving(self._relay_forever))
         interval = self.settings.relay_interval
@@ -329,8 +350,12 @@ class Gateway:
         if self.smpp_link is None or self.smpp is None:
             log.info("smpp_off", reason="GATEWAY_SMPP_HOST is not set")
         else:
-            app.cleanup_ctx.append(while_serving(self.smpp_link.run))
-            app.cleanup_ctx.append(while_serving(self.smpp.run_give_up))
+            link, channel = self.smpp_link, self.smpp
+
+            async def smpp_job(stop: asyncio.Event) -> None:
+                await asyncio.gather(link.run(stop), channel.run_give_up(stop))
+
+            app.cleanup_ctx.append(while_serving(self._singleton("smpp", smpp_job)))
         return app
 
 
@@ -412,11 +437,14 @@ async def gateway(
             )
             link.attach(smpp.on_deliver)
         mail = mail_channel(settings, intake, db, clock, outbound)
+        leases = Leases(db)
         telegram = None
         if bot is not None:
-            telegram = telegram_channel(settings, bot, intake, intake, desk, clock)
+            telegram = telegram_channel(settings, bot, intake, intake, desk, clock, leases)
         try:
-            yield Gateway(settings, db, intake, clock, outbound, desk, mail, telegram, smpp, link)
+            yield Gateway(
+                settings, db, intake, clock, outbound, desk, mail, telegram, smpp, link, leases
+            )
         finally:
             if bot is not None:
                 await bot.session.close()

@@ -336,3 +336,14 @@ billing_readings = Table(
     Column("value", ExactDecimal, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
 )
+
+# Who runs each singleton (the IMAP poller, the SMPP link, Telegram polling, reminders)
+# among several gateway processes: the holder renews its lease; when it stops renewing
+# (it died), another process takes over once ``expires_at`` has passed.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)

@@ -821,6 +821,8 @@ async def test_a_0_1_0_database_is_stamped_and_keeps_every_row_usable(
         assert await count_rows(gw.db, t.opt_outs) == 0
         assert await count_rows(gw.db, t.smpp_parts) == 0
         assert await count_rows(gw.db, t.smpp_submits) == 0
+        # What revision 0005 added: a new table, empty.
+        assert await count_rows(gw.db, t.leases) == 0
 
         # The same account again in the same period: a correction of the stored reading;
         # Twilio delivering the first message again: its stored outcome, nothing stored.
