@@ -1,0 +1,170 @@
+"""Two ``gateway serve`` processes on one PostgreSQL database under a load of signed SMS
+webhooks, one killed with SIGKILL in the middle: nothing answered 200 is lost or doubled,
+billing gets every reading once, and the survivor takes over the relay's rows and the
+SMPP link (a singleton)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from sqlalchemy import Table
+from twilio.request_validator import RequestValidator
+
+from gateway.bootstrap import gateway
+from gateway.settings import Settings
+from gateway.storage import tables as t
+from tests.conftest import Clock, empty_database, load_registry, loopback, select_rows
+from tests.e2e.conftest import PUBLIC, TOKEN, _free_port
+from tests.fake_smsc import FakeSmsc
+from tests.integration.test_delivery import FakeBilling
+
+pytestmark = pytest.mark.postgres
+
+# Accounts of the standard registry with one single-rate register: one reading each.
+SINGLE = "1234567891"
+
+
+@dataclass
+class Process:
+    port: int
+    process: asyncio.subprocess.Process
+    log: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+async def start(env: dict[str, str], log: Path) -> Process:
+    port = _free_port()
+    with log.open("wb") as err:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "serve", "--port", str(port), env=env, stderr=err
+        )
+    served = Process(port, process, log)
+    async with aiohttp.ClientSession() as session:
+        for _ in range(300):
+            try:
+                async with session.get(served.base + "/healthz") as response:
+                    if response.status == 200:
+                        return served
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"gateway serve did not start: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture
+async def database(postgres_database: str | None, tmp_path: Path) -> AsyncIterator[str]:
+    if postgres_database is None:
+        pytest.skip("GATEWAY_TEST_POSTGRES_URL is not set")
+    async with gateway(
+        Settings.from_mapping({"database_url": postgres_database}), Clock(), upgrade=True
+    ) as gw:
+        await load_registry(gw, tmp_path)
+    try:
+        yield postgres_database
+    finally:
+        await empty_database(postgres_database)
+
+
+async def test_a_process_killed_under_load_loses_and_doubles_nothing(
+    database: str, tmp_path: Path
+) -> None:
+    billing = FakeBilling()
+    async with (
+        loopback(billing.app()) as billing.url,
+        FakeSmsc(system_id="gw", password="secret") as smsc,
+    ):
+        env = {
+            **os.environ,
+            "GATEWAY_DATABASE_URL": database,
+            "GATEWAY_TWILIO_AUTH_TOKEN": TOKEN,
+            "GATEWAY_PUBLIC_URL": PUBLIC,
+            "GATEWAY_LOG_FORMAT": "json",
+            "GATEWAY_BILLING_URL": billing.url,
+            "GATEWAY_BILLING_TIMEOUT": "1",
+            "GATEWAY_RELAY_INTERVAL": "0.2",
+            "GATEWAY_RELAY_BATCH": "10",
+            "GATEWAY_RELAY_CONCURRENCY": "10",
+            "GATEWAY_RELAY_LEASE_SECONDS": "3",
+            "GATEWAY_SMPP_HOST": smsc.host,
+            "GATEWAY_SMPP_PORT": str(smsc.port),
+            "GATEWAY_SMPP_SYSTEM_ID": "gw",
+            "GATEWAY_SMPP_PASSWORD": "secret",
+            "GATEWAY_SMPP_SOURCE_ADDR": "4444",
+            "GATEWAY_RATE_LIMIT_PER_MINUTE": "100000",
+            "GATEWAY_CONFIG": str(tmp_path / "none.toml"),
+        }
+        (tmp_path / "none.toml").write_text("")
+        first = await start(env, tmp_path / "first.log")
+        await smsc.wait_bound()  # the first process holds the SMPP lease
+        second = await start(env, tmp_path / "second.log")
+        answered: dict[str, int] = {}
+
+        async def post(session: aiohttp.ClientSession, base: str, value: int) -> None:
+            sid = f"SM{uuid.uuid4().hex}"
+            form = {"MessageSid": sid, "From": "+79120000002", "Body": f"{SINGLE} {value}"}
+            signature = RequestValidator(TOKEN).compute_signature(PUBLIC + "/sms/twilio", form)
+            try:
+                async with session.post(
+                    base + "/sms/twilio", data=form, headers={"X-Twilio-Signature": signature}
+                ) as response:
+                    await response.read()
+                    if response.status == 200:
+                        answered[sid] = value
+            except aiohttp.ClientError:
+                pass  # the killed process: no answer, so the provider would retry
+
+        async with aiohttp.ClientSession() as session:
+            values = iter(range(4600, 4600 + 10_000))
+            for burst in range(12):
+                if burst == 4:
+                    first.process.send_signal(signal.SIGKILL)  # mid-load, no goodbye
+                await asyncio.gather(
+                    *(
+                        post(session, p.base, next(values))
+                        for p in (first, second)
+                        for _ in range(8)
+                    )
+                )
+        await first.process.wait()
+
+        # The survivor binds to the SMSC (it takes the SMPP lease within its 10 s)…
+        await smsc.wait_binds(2, timeout=30)
+        await smsc.wait_until(lambda: any(s.bound for s in smsc.sessions), timeout=30)
+        # …and delivers every reading to billing, the killed relay's leased rows too.
+        for _ in range(300):
+            outbox = await _rows(database, t.outbox)
+            if outbox and all(r["status"] == "delivered" for r in outbox):
+                break
+            await asyncio.sleep(0.1)
+        second.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(second.process.wait(), 30) == 0
+
+    messages = [m for m in await _rows(database, t.messages) if m["channel"] == "sms"]
+    by_sid = {m["external_id"]: m for m in messages}
+    assert len(by_sid) == len(messages)  # no message twice
+    assert answered and set(answered) <= set(by_sid)  # every 200 was stored
+    readings = await _rows(database, t.readings)
+    stored = [r for r in readings if r["message_id"] in {by_sid[s]["id"] for s in answered}]
+    assert len(stored) == len(answered)  # one reading per answered message, once
+    outbox = await _rows(database, t.outbox)
+    assert outbox and all(r["status"] == "delivered" for r in outbox)
+    keys = {r["idempotency_key"] for r in outbox}
+    assert set(billing.store) == keys  # billing has every reading, each applied once
+    assert len(billing.store) == len(outbox)
+
+
+async def _rows(url: str, table: Table) -> list[dict[str, object]]:
+    async with gateway(Settings.from_mapping({"database_url": url}), Clock()) as gw:
+        return await select_rows(gw.db, table)
