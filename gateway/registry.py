@@ -5,13 +5,23 @@ the good rows are upserted in batches, so a re-import of the same files changes 
 The file is streamed: memory does not grow with its size, only with the number of keys
 (to report a key given twice).
 
+What refuses a whole file (:class:`HeaderError`, one line; nothing of it is imported):
+an encoding it cannot be read in without garbling its text (see :func:`_open`), and a
+header row without a required column, with a column twice, or with a name that looks
+like a column misspelt (see :func:`_header`). :func:`check_file` makes every check of
+an import and writes nothing (``gateway import`` checks every file so before writing
+any, and ``--dry-run`` stops there).
+
 What is refused, row by row (each a rejection, never an exception):
 
-- a line that is not valid in the file's encoding (see :func:`sniff_encoding`);
+- a line that is not valid in the file's encoding (see :func:`sniff_encoding`), and in
+  a file read in a single-byte encoding a line that is valid UTF-8 (a file that mixes
+  encodings: its text would be garbled);
 - a line over :data:`MAX_ROW_BYTES` (1 MiB), a quoted field not closed within 1 MiB or by
   the end of the file (the lines after it are read again as rows of their own), a field
   over Python's CSV field limit, anything else the ``csv`` module cannot read;
-- a value that does not convert (numbers, dates, enums, ``residents`` 0..999, digits);
+- a value that does not convert (numbers, dates ``YYYY-MM-DD`` or ``DD.MM.YYYY``, enums,
+  ``residents`` 0..999, digits);
 - a value that would not fit its column on PostgreSQL: text longer than its ``String(n)``,
   a decimal beyond ``NUMERIC(20, 6)`` (14 digits before the point, 6 after): the limits are
   read from :mod:`gateway.storage.tables`, so SQLite and PostgreSQL refuse the same rows;
@@ -26,9 +36,13 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
+import io
+import math
 import re
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections import Counter, deque
+from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -36,8 +50,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import structlog
-from sqlalchemy import Numeric, String, Table, Text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Numeric, String, Table, Text, select, tuple_
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -58,6 +72,32 @@ SNIFF_LINES = 1000
 MAX_RESIDENTS = 999
 _RESIDENTS_DIGITS = len(str(MAX_RESIDENTS))
 
+# Every column a file of each kind may have, as the billing system exports it; REQUIRED
+# are those its header must have (the others may be left out: empty in every row).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "accounts": (
+        "account",
+        "address",
+        "building",
+        "phone",
+        "debt",
+        "receipt_code",
+        "last_bill_total",
+        "residents",
+    ),
+    "meters": (
+        "account",
+        "meter",
+        "service",
+        "zone",
+        "digits",
+        "verified_until",
+        "last_value",
+        "last_date",
+    ),
+    "tariffs": ("service", "zone", "price", "valid_from", "normative"),
+    "elders": ("email", "building"),
+}
 REQUIRED: dict[str, tuple[str, ...]] = {
     "accounts": ("account",),
     "meters": ("account", "meter", "service", "zone", "digits"),
@@ -78,6 +118,12 @@ class FileReport:
     updated: int = 0
     unchanged: int = 0
     errors: list[str] = field(default_factory=list)
+    # Rows read (blank ones aside), the rejected ones too.
+    rows: int = 0
+    # What is worth saying but rejects nothing (columns that are ignored).
+    notes: list[str] = field(default_factory=list)
+    # Why nothing of the file could be imported (also the one line of ``errors``).
+    header_error: str | None = None
 
     def summary(self) -> str:
         return (
@@ -88,38 +134,40 @@ class FileReport:
 
 # ----- reading the file ---------------------------------------------------------------------
 
-UTF8, CP1251 = "utf-8", "cp1251"
-_ENCODING_NAMES = {UTF8: "UTF-8", CP1251: "Windows-1251"}
+UTF8, CP1251, KOI8R, UTF16 = "utf-8", "cp1251", "koi8-r", "utf-16"
+# What ``gateway import --encoding`` may force; UTF-16 is known by its byte-order mark.
+ENCODINGS = (UTF8, CP1251, KOI8R)
+_ENCODING_NAMES = {UTF8: "UTF-8", CP1251: "Windows-1251", KOI8R: "KOI8-R", UTF16: "UTF-16"}
 _SNIFF_CHUNK = 1 << 20
 _TOO_LONG = f"line longer than {MAX_ROW_BYTES >> 20} MiB"
+# How much of the lines that voted Windows-1251 is kept to tell it from KOI8-R.
+_SAMPLE_BYTES = 1 << 16
 
 
-def sniff_encoding(file: IO[bytes]) -> str:
-    """The encoding of a registry file: ``utf-8`` or ``cp1251``. Leaves ``file`` at the
-    first byte after a UTF-8 byte-order mark (or at the start).
+class HeaderError(ValueError):
+    """A file that cannot be imported at all, for its encoding or its header row: one
+    line, ``file:1: reason``. Nothing of that file is imported."""
 
-    The rule, decided once per file:
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path}:1: {reason}")
+        self.reason = reason
 
-    - a UTF-8 byte-order mark: UTF-8;
-    - otherwise the first :data:`SNIFF_LINES` lines holding any non-ASCII byte vote
-      (ASCII lines read the same in both): a line that decodes as UTF-8 votes UTF-8, one
-      that does not but decodes as Windows-1251 votes Windows-1251, one that is neither
-      (a byte such as 0x98, undefined in both) does not vote;
-    - Windows-1251 only with more votes than UTF-8; a tie, or no non-ASCII byte at all,
-      is UTF-8.
 
-    Cyrillic text in Windows-1251 is practically never valid UTF-8, so a genuine
-    Windows-1251 export is read as one, while a UTF-8 file with a broken line stays UTF-8
-    and only that line is rejected.
-    """
-    start = file.read(len(codecs.BOM_UTF8))
-    if start == codecs.BOM_UTF8:
-        return UTF8
-    file.seek(0)
-    utf8 = cp1251 = 0
+@dataclass
+class _Votes:
+    utf8: int = 0
+    cp1251: int = 0
+    # The first lines that voted Windows-1251 (whole lines, about _SAMPLE_BYTES).
+    sample: bytearray = field(default_factory=bytearray)
+
+
+def _vote(file: IO[bytes]) -> _Votes:
+    """The votes of the first :data:`SNIFF_LINES` lines holding a non-ASCII byte, from
+    where ``file`` is (see :func:`sniff_encoding`)."""
+    votes = _Votes()
     carry = b""
     skipping = False  # inside a line longer than MAX_ROW_BYTES: it does not vote
-    while utf8 + cp1251 < SNIFF_LINES:
+    while votes.utf8 + votes.cp1251 < SNIFF_LINES:
         chunk = file.read(_SNIFF_CHUNK)
         if not chunk:
             pieces = [] if skipping else [carry]
@@ -142,17 +190,204 @@ def sniff_encoding(file: IO[bytes]) -> str:
                 continue
             try:
                 piece.decode(UTF8)
-                utf8 += 1
+                votes.utf8 += 1
             except UnicodeDecodeError:
                 try:
                     piece.decode(CP1251)
-                    cp1251 += 1
                 except UnicodeDecodeError:
-                    pass
+                    continue
+                votes.cp1251 += 1
+                if len(votes.sample) < _SAMPLE_BYTES:
+                    votes.sample += piece + b"\n"
         if not chunk:
             break
+    return votes
+
+
+def sniff_encoding(file: IO[bytes]) -> str:
+    """The encoding of a registry file: ``utf-8`` or ``cp1251``. Leaves ``file`` at the
+    first byte after a UTF-8 byte-order mark (or at the start).
+
+    The rule, decided once per file:
+
+    - a UTF-8 byte-order mark: UTF-8;
+    - otherwise the first :data:`SNIFF_LINES` lines holding any non-ASCII byte vote
+      (ASCII lines read the same in both): a line that decodes as UTF-8 votes UTF-8, one
+      that does not but decodes as Windows-1251 votes Windows-1251, one that is neither
+      (a byte such as 0x98, undefined in both) does not vote;
+    - Windows-1251 only with more votes than UTF-8; a tie, or no non-ASCII byte at all,
+      is UTF-8.
+
+    Cyrillic text in Windows-1251 is practically never valid UTF-8, so a genuine
+    Windows-1251 export is read as one, while a UTF-8 file with a broken line stays UTF-8
+    and only that line is rejected. (UTF-16 byte-order marks, a forced encoding and
+    KOI8-R: :func:`_open`.)
+    """
+    start = file.read(len(codecs.BOM_UTF8))
+    if start == codecs.BOM_UTF8:
+        return UTF8
     file.seek(0)
-    return CP1251 if cp1251 > utf8 else UTF8
+    votes = _vote(file)
+    file.seek(0)
+    return CP1251 if votes.cp1251 > votes.utf8 else UTF8
+
+
+# Russian letters' frequencies in running text (per cent; ё counts as е): Windows-1251
+# and KOI8-R hold the same letters at other bytes, so text read in the wrong one of the
+# two has its frequent letters turned into rare ones.
+_RUSSIAN = {
+    "о": 10.97, "е": 8.45, "а": 8.01, "и": 7.35, "н": 6.70, "т": 6.26, "с": 5.47,
+    "р": 4.73, "в": 4.54, "л": 4.40, "к": 3.49, "м": 3.21, "д": 2.98, "п": 2.81,
+    "у": 2.62, "я": 2.01, "ы": 1.90, "ь": 1.74, "г": 1.70, "з": 1.65, "б": 1.59,
+    "ч": 1.44, "й": 1.21, "х": 0.97, "ж": 0.94, "ш": 0.73, "ю": 0.64, "ц": 0.48,
+    "щ": 0.36, "э": 0.32, "ф": 0.26, "ъ": 0.04,
+}  # fmt: skip
+_LOG_FREQUENCY = {letter: math.log(share / 100) for letter, share in _RUSSIAN.items()}
+# Punctuation both encodings may hold; any other non-ASCII character counts as very rare.
+_NEUTRAL = frozenset("«»№–—‘’‚“”„…•\u00a0")
+_RARE = math.log(0.0005)
+# A verdict needs this many letters, and KOI8-R must read this much better per letter.
+# (Russian text scores 0.6-1.0 better in its own encoding than in the other, on samples
+# of three lines to a thousand: the margin keeps a genuine Windows-1251 file well clear.)
+_MIN_LETTERS, _MARGIN = 100, 0.25
+
+
+def _russian_score(text: str) -> tuple[float, int]:
+    """The mean log frequency of the non-ASCII characters of ``text`` as Russian letters,
+    and how many there were."""
+    total, count = 0.0, 0
+    for char in text:
+        if char.isascii() or char in _NEUTRAL:
+            continue
+        total += _LOG_FREQUENCY.get(char.lower().replace("ё", "е"), _RARE)
+        count += 1
+    return (total / count if count else 0.0), count
+
+
+def _reads_like_koi8(sample: bytes) -> bool:
+    """Whether lines taken for Windows-1251 read clearly better as KOI8-R."""
+    as_cp1251, letters = _russian_score(sample.decode(CP1251, "replace"))
+    as_koi8, _ = _russian_score(sample.decode(KOI8R))
+    return letters >= _MIN_LETTERS and as_koi8 - as_cp1251 > _MARGIN
+
+
+class _Utf16ToUtf8(io.RawIOBase):
+    """A UTF-16 file (after its byte-order mark) read as UTF-8, a chunk at a time. What
+    is not valid UTF-16 (an unpaired surrogate, an odd last byte) becomes bytes that are
+    not valid UTF-8: the line holding it is rejected, never stored garbled."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__()
+        self._raw = raw
+        self._decoder = codecs.getincrementaldecoder(UTF16)("surrogatepass")
+        self._pending = b""
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending and not self._done:
+            chunk = self._raw.read(1 << 16)
+            self._done = not chunk
+            try:
+                text = self._decoder.decode(chunk, final=self._done)
+            except UnicodeDecodeError:  # an odd byte at the end of the file
+                self._pending = b"\xff"
+                break
+            self._pending = text.encode(UTF8, "surrogatepass")
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A registry file open for reading, in the encoding it is read in."""
+
+    file: IO[bytes]  # its bytes (a UTF-16 file's transcoded to UTF-8)
+    codec: str  # what its lines decode with
+    name: str  # its encoding as people call it: UTF-8, Windows-1251, KOI8-R, UTF-16
+    # Read in a single-byte encoding: a line that is valid UTF-8 is refused, not garbled.
+    single_byte: bool
+
+
+@contextmanager
+def _open(path: Path, forced: str | None = None) -> Iterator[_Source]:
+    """Open a registry file in its encoding; :class:`HeaderError` when it has none that
+    can be read without garbling its text.
+
+    - A byte-order mark decides: UTF-8, or UTF-16 (little- or big-endian); UTF-32 is
+      refused. ``forced`` must not contradict it.
+    - Otherwise ``forced`` (one of :data:`ENCODINGS`), refused for a file that is UTF-8
+      beyond doubt (every line with non-ASCII bytes is valid UTF-8): read as a
+      single-byte encoding its text would be garbled.
+    - Otherwise :func:`sniff_encoding`'s vote; a file it takes for Windows-1251 that
+      reads clearly better as KOI8-R is refused, naming ``--encoding koi8-r``.
+    """
+    if forced is not None and forced not in ENCODINGS:
+        raise ValueError(f"unknown encoding {forced!r}: one of {', '.join(ENCODINGS)}")
+    with path.open("rb", buffering=1 << 16) as file:
+        start = file.read(4)
+        if start in (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE):
+            raise HeaderError(path, "UTF-32 is not supported: save the file as UTF-8")
+        if start[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            if forced is not None:
+                raise HeaderError(path, _contradicted("UTF-16", forced))
+            file.seek(0)  # the decoder reads the byte-order mark itself
+            with io.BufferedReader(_Utf16ToUtf8(file), 1 << 16) as utf8:
+                yield _Source(utf8, UTF8, "UTF-16", single_byte=False)
+            return
+        if start[:3] == codecs.BOM_UTF8:
+            if forced not in (None, UTF8):
+                raise HeaderError(path, _contradicted("UTF-8", forced))
+            file.seek(3)
+            yield _Source(file, UTF8, "UTF-8", single_byte=False)
+            return
+        file.seek(0)
+        votes = _vote(file)
+        file.seek(0)
+        if forced is None:
+            codec = CP1251 if votes.cp1251 > votes.utf8 else UTF8
+            if codec == CP1251 and _reads_like_koi8(bytes(votes.sample)):
+                raise HeaderError(
+                    path,
+                    "the file reads like KOI8-R, not Windows-1251: give --encoding koi8-r "
+                    "(or --encoding cp1251 to read it as Windows-1251 all the same)",
+                )
+        else:
+            codec = forced
+            if codec != UTF8 and votes.utf8 and not votes.cp1251:
+                raise HeaderError(
+                    path,
+                    f"the file is UTF-8 (every line with non-ASCII bytes is valid UTF-8): "
+                    f"read as {_ENCODING_NAMES[codec]} its text would be garbled; "
+                    "leave out --encoding",
+                )
+        yield _Source(file, codec, _ENCODING_NAMES[codec], single_byte=codec != UTF8)
+
+
+def _contradicted(found: str, forced: str) -> str:
+    return (
+        f"the file starts with a {found} byte-order mark, not {_ENCODING_NAMES[forced]} "
+        "as --encoding says: leave out --encoding"
+    )
+
+
+def _mixed(data: bytes, source: _Source) -> str | None:
+    """Why a line of a single-byte file is refused: it is valid UTF-8 (the file mixes
+    encodings; read as the file's, its text would be garbled)."""
+    if not source.single_byte or data.isascii():
+        return None
+    try:
+        data.decode(UTF8)
+    except UnicodeDecodeError:
+        return None
+    return (
+        f"valid UTF-8 in a file read as {source.name} (the file mixes encodings): "
+        "not loaded, lest its text be garbled"
+    )
 
 
 Line = tuple[int, bytes | None]  # (line number, its bytes; None for a line over the limit)
@@ -262,19 +497,24 @@ class _Feed:
         raise StopIteration
 
 
-def _decode(parts: list[tuple[int, bytes]], encoding: str) -> list[str] | tuple[int, str]:
+def _decode(parts: list[tuple[int, bytes]], source: _Source) -> list[str] | tuple[int, str]:
     texts = []
     for number, data in parts:
         try:
-            texts.append(data.decode(encoding))
+            texts.append(data.decode(source.codec))
         except UnicodeDecodeError as exc:
-            byte, column = data[exc.start], len(data[: exc.start].decode(encoding)) + 1
-            name = _ENCODING_NAMES[encoding]
-            return number, f"not valid {name} (byte 0x{byte:02x} at column {column})"
+            column = len(data[: exc.start].decode(source.codec)) + 1
+            if source.name == "UTF-16":  # the bytes are our transcoding's, not the file's
+                return number, f"not valid UTF-16 (at column {column})"
+            byte = data[exc.start]
+            return number, f"not valid {source.name} (byte 0x{byte:02x} at column {column})"
+        mixed = _mixed(data, source)
+        if mixed is not None:
+            return number, mixed
     return texts
 
 
-def _rows(lines: _Lines, encoding: str, delimiter: str) -> Iterator[tuple[int, list[str] | str]]:
+def _rows(lines: _Lines, source: _Source, delimiter: str) -> Iterator[tuple[int, list[str] | str]]:
     """Each row's cells, or why it cannot be read, with the line it starts on.
 
     A line is first given to the csv module alone: if the module asks for no further
@@ -284,6 +524,7 @@ def _rows(lines: _Lines, encoding: str, delimiter: str) -> Iterator[tuple[int, l
     feed = _Feed()
     reader = csv.reader(feed, delimiter=delimiter)
     sep = ord(delimiter)
+    encoding = source.codec
 
     def parse(texts: list[str]) -> list[str] | str:
         feed.pending, feed.starved = texts[::-1], False
@@ -307,13 +548,13 @@ def _rows(lines: _Lines, encoding: str, delimiter: str) -> Iterator[tuple[int, l
             # A csv error before the end of the line leaves unknown whether a quoted
             # field was open at its end: _scan decides then.
             if not feed.starved and (isinstance(row, list) or _scan(data, sep, _START) != _QUOTED):
-                yield number, row
+                yield number, _mixed(data, source) or row
                 continue
         parts = _rest_of_row(lines, number, data, sep)
         if isinstance(parts, str):
             yield number, parts
             continue
-        texts = _decode(parts, encoding)
+        texts = _decode(parts, source)
         if isinstance(texts, tuple):
             yield texts
             continue
@@ -323,38 +564,72 @@ def _rows(lines: _Lines, encoding: str, delimiter: str) -> Iterator[tuple[int, l
         yield number, row
 
 
-def read_csv(path: Path) -> Iterator[tuple[int, dict[str, str] | RowError]]:
-    """Rows as ``(line number, {column: value})``, streamed, or ``(line number, RowError)``
-    for a line that cannot be read (the reading goes on with the next row). Header names
-    are lower-cased, values stripped, blank rows skipped. A row's number is the line it
-    starts on. The delimiter is ``;`` when the header line has more semicolons than
-    commas, else ``,``; the encoding: :func:`sniff_encoding`. Without a readable header
-    the file gives one RowError for line 1 and nothing else."""
-    with path.open("rb", buffering=1 << 16) as file:
-        if file.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-            yield 1, RowError("UTF-16 is not supported: save the file as UTF-8 or Windows-1251")
-            return
-        file.seek(0)
-        encoding = sniff_encoding(file)
-        lines = _Lines(file)
+def _delimiter(head: str) -> str:
+    """The delimiter the header line holds most of: ``,``, ``;`` or a tab (on a tie, in
+    that order; a comma when it holds none)."""
+    counts = {d: head.count(d) for d in (",", ";", "\t")}
+    return max(counts, key=counts.__getitem__)
+
+
+def _records(
+    path: Path, encoding: str | None = None
+) -> Generator[tuple[int, list[str] | str], None, None]:
+    """Every row of the file, the header row first, as its cells (not stripped) or why it
+    cannot be read, with the line it starts on; nothing for an empty file. Raises
+    :class:`HeaderError` (at the first item) for a file that cannot be read at all."""
+    with _open(path, encoding) as source:
+        lines = _Lines(source.file)
         first = lines.next()
         if first is None:
             return
         lines.push_back([first])
-        head = (first[1] or b"").decode(encoding, "replace")
-        delimiter = ";" if head.count(";") > head.count(",") else ","
-        header: list[str] | None = None
-        for start, row in _rows(lines, encoding, delimiter):
+        head = first[1] or b""
+        if b"\x00" in head:
+            raise HeaderError(
+                path,
+                "the header row holds NUL bytes: UTF-16 without a byte-order mark? "
+                "Save the file as UTF-8",
+            )
+        yield from _rows(lines, source, _delimiter(head.decode(source.codec, "replace")))
+
+
+def _names(cells: list[str]) -> list[str]:
+    """Column names as the header row writes them: case and spaces around do not count."""
+    return [cell.strip().lower() for cell in cells]
+
+
+def read_csv(
+    path: Path, *, encoding: str | None = None
+) -> Iterator[tuple[int, dict[str, str] | RowError]]:
+    """Rows as ``(line number, {column: value})``, streamed, or ``(line number, RowError)``
+    for a line that cannot be read (the reading goes on with the next row). Header names
+    are lower-cased, values stripped, blank rows skipped. A row's number is the line it
+    starts on. The delimiter: what the header line holds most of, ``,`` ``;`` or a tab;
+    the encoding: ``encoding`` (one of :data:`ENCODINGS`) or a byte-order mark or
+    :func:`sniff_encoding` (see :func:`_open`). A file that cannot be read at all, or
+    without a readable header, gives one RowError for line 1 and nothing else."""
+    records = _records(path, encoding)
+    try:
+        try:
+            first = next(records, None)
+        except HeaderError as exc:
+            yield 1, RowError(exc.reason)
+            return
+        if first is None:
+            return
+        if isinstance(first[1], str):
+            yield first[0], RowError(first[1])
+            return
+        header = _names(first[1])
+        for start, row in records:
             if isinstance(row, str):
                 yield start, RowError(row)
-                if header is None:
-                    return
-            elif header is None:
-                header = [h.strip().lower() for h in row]
-            else:
-                cells = [cell.strip() for cell in row]
-                if any(cells):
-                    yield start, dict(zip(header, cells, strict=False))
+                continue
+            cells = [cell.strip() for cell in row]
+            if any(cells):
+                yield start, dict(zip(header, cells, strict=False))
+    finally:
+        records.close()
 
 
 def _csv_reason(exc: csv.Error) -> str:
@@ -369,6 +644,7 @@ def _csv_reason(exc: csv.Error) -> str:
 
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_DOTTED_DATE = re.compile(r"([0-9]{2})\.([0-9]{2})\.([0-9]{4})")
 _CAPACITY = re.compile(r"[0-9]{1,3}(?:\.[0-9]{0,3})?")
 # Thousands separators a spreadsheet may write (space, no-break space, narrow no-break
 # space) go; a decimal comma is a point.
@@ -454,12 +730,17 @@ def _decimal(text: str, name: str) -> Decimal:
 
 
 def _date(text: str, name: str) -> date:
+    """``YYYY-MM-DD`` or ``DD.MM.YYYY``."""
     try:
-        if not _DATE.fullmatch(text):
-            raise ValueError
-        return date.fromisoformat(text)
+        if _DATE.fullmatch(text):
+            return date.fromisoformat(text)
+        dotted = _DOTTED_DATE.fullmatch(text)
+        if dotted:
+            day, month, year = (int(part) for part in dotted.groups())
+            return date(year, month, day)
+        raise ValueError
     except ValueError:
-        raise RowError(f"{name} must be a date YYYY-MM-DD: {_show(text)}") from None
+        raise RowError(f"{name} must be a date YYYY-MM-DD or DD.MM.YYYY: {_show(text)}") from None
 
 
 def _opt(text: str, convert: Callable[[str, str], Any], name: str) -> Any:
@@ -617,10 +898,117 @@ _KINDS: dict[str, tuple[Convert, Table, tuple[str, ...]]] = {
 _COLUMNS = {kind: _Columns.of(table) for kind, (_c, table, _k) in _KINDS.items()}
 ORDER = ("accounts", "meters", "tariffs", "elders")
 
-Progress = Callable[[str, int], None]
-
-
 # ----- importing ----------------------------------------------------------------------------
+
+Progress = Callable[[str, int], None]
+# Rows read so far (with those rejected) and the line the last one starts on.
+Ticker = Callable[[int, int], None]
+
+
+def _close(column: str, names: list[str]) -> str | None:
+    """The name among ``names`` (not a column) that looks like ``column`` misspelt."""
+    found = difflib.get_close_matches(column, names[:200], n=1, cutoff=0.75)
+    return found[0] if found else None
+
+
+def _header(kind: str, path: Path, first: tuple[int, list[str] | str] | None) -> list[str]:
+    """The column names of the header row, checked: every required column present, no
+    column twice, no unknown name that looks like a misspelt column (that column's
+    values would silently be lost). Otherwise :class:`HeaderError`, one line naming
+    every problem and the expected columns."""
+    expected, required = COLUMNS[kind], REQUIRED[kind]
+    described = f"expected columns: {','.join(expected)} ({', '.join(required)} required)"
+    if first is None:
+        raise HeaderError(path, f"the file is empty: no header row; {described}")
+    if isinstance(first[1], str):
+        raise HeaderError(path, f"the header row cannot be read: {first[1]}; {described}")
+    names = _names(first[1])
+    counts = Counter(name for name in names if name)
+    unknown = [name for name in counts if name not in expected]
+    problems = []
+    for column in expected:
+        if column in counts:
+            if counts[column] > 1:
+                problems.append(f"column {column} is there {counts[column]} times")
+            continue
+        hint = _close(column, unknown)
+        if column in required:
+            meant = f' (is "{hint}" meant to be {column}?)' if hint else ""
+            problems.append(f"no column {column}{meant}")
+        elif hint:
+            problems.append(f'"{hint}" is not a column (is it {column}?)')
+    if problems:
+        raise HeaderError(path, f"{'; '.join(problems)}; {described}")
+    return names
+
+
+def _ignored(kind: str, path: Path, names: list[str]) -> list[str]:
+    """A note on the header's columns that no column of ``kind`` reads (as before: they
+    are ignored)."""
+    unknown = [name for name in dict.fromkeys(names) if name and name not in COLUMNS[kind]]
+    if not unknown:
+        return []
+    shown = ", ".join(_show(name) for name in unknown[:10])
+    more = f" and {len(unknown) - 10:,} more" if len(unknown) > 10 else ""
+    return [f"{path}:1: columns that are not {kind} columns, ignored: {shown}{more}"]
+
+
+def _valid_rows(
+    kind: str,
+    path: Path,
+    report: FileReport,
+    seen: dict[object, int],
+    *,
+    encoding: str | None,
+    country_code: str,
+    tick: Ticker | None,
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The file's good rows, converted and checked, each key once (``seen``: every key
+    with its line); each bad one is a ``file:line: reason`` in ``report.errors``.
+    Raises :class:`HeaderError` (before any row) for a file that cannot be imported."""
+    convert, _table, key = _KINDS[kind]
+    columns = _COLUMNS[kind]
+    records = _records(path, encoding)
+    line = 1
+    try:
+        header = _header(kind, path, next(records, None))
+        report.notes.extend(_ignored(kind, path, header))
+        for line, cells in records:
+            if isinstance(cells, str):
+                reason, values = cells, []
+            else:
+                reason, values = None, [cell.strip() for cell in cells]
+                if not any(values):
+                    continue
+            report.rows += 1
+            if tick is not None and report.rows % BATCH == 0:
+                tick(report.rows, line)
+            try:
+                if reason is not None:
+                    raise RowError(reason)
+                raw = dict(zip(header, values, strict=False))
+                missing = [c for c in REQUIRED[kind] if not raw.get(c)]
+                if missing:
+                    raise RowError(f"missing {', '.join(missing)}")
+                row = convert(raw)
+                if "phone" in row:
+                    row["phone"] = e164(row["phone"], country_code)
+                columns.check(row)
+            except RowError as exc:
+                report.errors.append(f"{path}:{line}: {exc}")
+                continue
+            row_key: object = (
+                row[key[0]] if len(key) == 1 else "\x1f".join(str(row[k]) for k in key)
+            )
+            if row_key in seen:
+                report.errors.append(f"{path}:{line}: same key as line {seen[row_key]}, skipped")
+                continue
+            seen[row_key] = line
+            yield line, row
+    finally:
+        records.close()
+    if tick is not None and (report.rows % BATCH or not report.rows):
+        tick(report.rows, line)
 
 
 async def import_file(
@@ -630,12 +1018,16 @@ async def import_file(
     progress: Progress | None = None,
     *,
     country_code: str = "7",
+    encoding: str | None = None,
+    tick: Ticker | None = None,
 ) -> FileReport:
     """Validate and upsert one registry file; returns what changed and what was rejected.
     An account's phone is stored in E.164 (``country_code`` for numbers written without
-    one), the form SMS senders are keyed in."""
-    convert, table, key = _KINDS[kind]
-    columns = _COLUMNS[kind]
+    one), the form SMS senders are keyed in. ``encoding`` forces one of
+    :data:`ENCODINGS`. A file whose header (or encoding) is refused writes nothing: its
+    report has that one error, also in ``header_error``. ``progress`` is told the rows
+    written so far, ``tick`` the rows read (rejected ones too) and the last one's line."""
+    _convert, table, key = _KINDS[kind]
     report = FileReport(kind, str(path))
     batch: list[tuple[int, dict[str, Any]]] = []
     # Every key of the file with its line. A single column is the key itself, several are
@@ -658,30 +1050,109 @@ async def import_file(
         if progress:
             progress(kind, done)
 
-    for line, raw in read_csv(path):
-        try:
-            if isinstance(raw, RowError):
-                raise raw
-            missing = [c for c in REQUIRED[kind] if not raw.get(c)]
-            if missing:
-                raise RowError(f"missing {', '.join(missing)}")
-            row = convert(raw)
-            if "phone" in row:
-                row["phone"] = e164(row["phone"], country_code)
-            columns.check(row)
-        except RowError as exc:
-            report.errors.append(f"{path}:{line}: {exc}")
-            continue
-        row_key: object = row[key[0]] if len(key) == 1 else "\x1f".join(str(row[k]) for k in key)
-        if row_key in seen:
-            report.errors.append(f"{path}:{line}: same key as line {seen[row_key]}, skipped")
-            continue
-        seen[row_key] = line
+    rows = _valid_rows(
+        kind, path, report, seen, encoding=encoding, country_code=country_code, tick=tick
+    )
+    try:
+        for line, row in rows:
+            batch.append((line, row))
+            if len(batch) >= BATCH:
+                await flush()
+    except HeaderError as exc:  # before any row: nothing of the file was written
+        report.header_error = str(exc)
+        report.errors.append(str(exc))
+        return report
+    await flush()
+    return report
+
+
+@dataclass
+class FileCheck:
+    """What :func:`check_file` found: the report of an import that would run now."""
+
+    report: FileReport
+    # An accounts file's accounts (its good rows): known to a meters file checked after.
+    accounts: frozenset[str] = frozenset()
+
+
+async def check_file(
+    kind: str,
+    path: Path,
+    *,
+    db: Database | None = None,
+    accounts: frozenset[str] = frozenset(),
+    country_code: str = "7",
+    encoding: str | None = None,
+    tick: Ticker | None = None,
+) -> FileCheck:
+    """Every check :func:`import_file` makes, writing nothing: the encoding and the
+    header (:class:`HeaderError`), then every row. With ``db``, what the import would do
+    there too (read only): how many rows it would add, update and leave unchanged, and a
+    meter of an account neither in the database nor in ``accounts`` (an accounts file
+    of the same run) is rejected. What the database itself would refuse (its own
+    constraints) only the import finds."""
+    _convert, table, key = _KINDS[kind]
+    report = FileReport(kind, str(path))
+    seen: dict[object, int] = {}
+    batch: list[tuple[int, dict[str, Any]]] = []
+
+    async def flush() -> None:
+        rows = batch
+        if db is not None and rows:
+            if kind == "meters":
+                rows = await _drop_unknown_accounts(db, rows, report, also_known=accounts)
+            if rows:
+                values = [row for _, row in rows]
+                counts = await db.run(lambda uow: _compare(uow.conn, table, key, values))
+                report.inserted += counts.inserted
+                report.updated += counts.updated
+                report.unchanged += counts.unchanged
+        batch.clear()
+
+    rows = _valid_rows(
+        kind, path, report, seen, encoding=encoding, country_code=country_code, tick=tick
+    )
+    for line, row in rows:
         batch.append((line, row))
         if len(batch) >= BATCH:
             await flush()
     await flush()
-    return report
+    known = frozenset(str(k) for k in seen) if kind == "accounts" else frozenset()
+    return FileCheck(report, known)
+
+
+def count_lines(path: Path, encoding: str | None = None) -> int:
+    """How many lines the file has, as the import reads it (for a progress total)."""
+    count, last = 0, b"\n"
+    with _open(path, encoding) as source:
+        while chunk := source.file.read(1 << 20):
+            count += chunk.count(b"\n")
+            last = chunk
+    return count + (not last.endswith(b"\n"))
+
+
+def _compare(
+    conn: Connection, table: Table, key: tuple[str, ...], rows: list[dict[str, Any]]
+) -> UpsertCounts:
+    """What :meth:`SqlRegistry.upsert` would do with ``rows``, reading only."""
+    cols = [table.c[k] for k in key]
+    keys = [tuple(row[k] for k in key) for row in rows]
+    condition = tuple_(*cols).in_(keys) if len(cols) > 1 else cols[0].in_([k[0] for k in keys])
+    value_cols = list(rows[0].keys())
+    existing = {
+        tuple(r._mapping[k] for k in key): r._mapping
+        for r in conn.execute(select(*[table.c[c] for c in value_cols]).where(condition))
+    }
+    inserted = updated = unchanged = 0
+    for row_key, row in zip(keys, rows, strict=True):
+        current = existing.get(row_key)
+        if current is None:
+            inserted += 1
+        elif any(current[c] != row[c] for c in value_cols):
+            updated += 1
+        else:
+            unchanged += 1
+    return UpsertCounts(inserted, updated, unchanged)
 
 
 def _upsert_work(
@@ -783,13 +1254,16 @@ def _refusal(exc: StatementError) -> str:
 
 
 async def _drop_unknown_accounts(
-    db: Database, rows: list[tuple[int, dict[str, Any]]], report: FileReport
+    db: Database,
+    rows: list[tuple[int, dict[str, Any]]],
+    report: FileReport,
+    also_known: frozenset[str] = frozenset(),
 ) -> list[tuple[int, dict[str, Any]]]:
-    numbers = [r["account"] for _, r in rows]
+    numbers = [r["account"] for _, r in rows if r["account"] not in also_known]
     known = await db.run(lambda uow: uow.registry.existing_accounts(numbers))
     kept = []
     for line, row in rows:
-        if row["account"] in known:
+        if row["account"] in known or row["account"] in also_known:
             kept.append((line, row))
         else:
             report.errors.append(f"{report.path}:{line}: unknown account {row['account']}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -57,6 +58,32 @@ def column_length(column: Any) -> int | None:
 _SENDER_LENGTH = column_length(_m.sender)
 _EXTERNAL_ID_LENGTH = column_length(_m.external_id)
 _ACCOUNT_LENGTH = column_length(_m.account)
+_LOOK_UP = select(
+    _m.id,
+    _m.channel,
+    _m.sender,
+    _m.received_at,
+    _m.text,
+    _m.status,
+    _m.error_code,
+    _m.account,
+    _m.reply,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """An inbound message as recorded, with what became of it and the reply it got."""
+
+    id: int
+    channel: str
+    sender: str
+    received_at: datetime
+    text: str
+    status: str
+    error_code: str | None
+    account: str | None
+    reply: str | None
 
 
 class SqlMessages:
@@ -131,4 +158,28 @@ class SqlMessages:
             )
         )
 
-    # ----- registry reads ---------------------------------------------------------------
+    def look_up(
+        self,
+        *,
+        sender: str | None = None,
+        account: str | None = None,
+        channel: str | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+    ) -> list[MessageRecord]:
+        """The messages matching every filter given, newest first (``gateway messages``):
+        from ``sender`` (as stored: an SMS sender in E.164), recorded with ``account``
+        (the account the outcome names; a list's lines name theirs only in the outcome
+        object, so a list is not found by account), on ``channel``, received at or after
+        ``since``; at most ``limit``."""
+        query = _LOOK_UP
+        if sender is not None:
+            query = query.where(_m.sender == fit(sender, _SENDER_LENGTH))
+        if account is not None:
+            query = query.where(_m.account == fit(account, _ACCOUNT_LENGTH))
+        if channel is not None:
+            query = query.where(_m.channel == channel)
+        if since is not None:
+            query = query.where(_m.received_at >= since)
+        query = query.order_by(_m.received_at.desc(), _m.id.desc()).limit(limit)
+        return [MessageRecord(*row) for row in self.conn.execute(query)]

@@ -55,6 +55,21 @@ _SETTLE = (
 _RELEASE = (
     t.outbox.update().where(_o.id.in_(bindparam("ids", expanding=True))).values(lease_until=None)
 )
+# The rows of a register delivered after another (a failed row does not hold them up).
+_later = t.outbox.alias("later")
+
+
+@dataclass(frozen=True, slots=True)
+class Retried:
+    """What ``gateway outbox retry`` did."""
+
+    ids: list[int]  # the rows re-queued, in id order
+    # (re-queued row, the first later row of its register that billing has already):
+    # billing gets the re-queued one after it.
+    overtaken: list[tuple[int, int]]
+    # Why nothing was re-queued, when one row was asked for: it does not exist, or
+    # what its status is.
+    refused: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +139,53 @@ class SqlOutboxStore:
             )
 
         return await self._db.run(lambda uow: read(uow.conn))
+
+    async def retry(self, now: datetime, row_id: int | None = None) -> Retried:
+        """Queue failed rows for billing again: row ``row_id``, or every failed row. Each
+        is ``pending`` and due ``now``; its attempts and last error stay, for the record.
+        A row asked for that does not exist or is not failed changes nothing."""
+
+        def work(conn: Connection) -> Retried:
+            failed = _o.status == "failed"
+            if row_id is not None:
+                failed = failed & (_o.id == row_id)
+            overtaken = [
+                (int(i), int(later))
+                for i, later in conn.execute(
+                    select(_o.id, func.min(_later.c.id))
+                    .join(
+                        _later,
+                        and_(
+                            _later.c.register_id == _o.register_id,
+                            _later.c.id > _o.id,
+                            _later.c.status == "delivered",
+                        ),
+                    )
+                    .where(failed)
+                    .group_by(_o.id)
+                    .order_by(_o.id)
+                )
+            ]
+            ids = sorted(
+                int(i)
+                for i in conn.scalars(
+                    t.outbox.update()
+                    .where(failed)
+                    .values(status="pending", next_attempt_at=now, lease_until=None)
+                    .returning(_o.id)
+                )
+            )
+            if row_id is not None and not ids:
+                status = conn.scalar(select(_o.status).where(_o.id == row_id))
+                refused = (
+                    f"no outbox row {row_id}"
+                    if status is None
+                    else f"outbox row {row_id} is {status}, not failed"
+                )
+                return Retried([], [], refused)
+            return Retried(ids, overtaken)
+
+        return await self._db.run(lambda uow: work(uow.conn))
 
 
 def _claim(

@@ -3,14 +3,17 @@ a bad row is a ``file:line: reason`` rejection and never stops the import."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.bootstrap import Gateway, gateway
-from gateway.registry import import_file, read_csv
+from gateway.registry import HeaderError, check_file, count_lines, import_file, read_csv
 from gateway.settings import Settings
 from gateway.storage import Database
 from gateway.storage import tables as t
@@ -85,7 +88,7 @@ async def test_bad_rows_are_reported_with_file_and_line_and_good_rows_still_load
         "1234567890,3,electricity,single,six,,,\n"
         "9999999999,4,electricity,single,6.1,,,\n"
         "1234567890,5,hot_water,day,5.3,,,\n"
-        "1234567890,6,electricity,single,6.1,31.12.2031,,\n"
+        "1234567890,6,electricity,single,6.1,31.13.2031,,\n"
         "1234567890,7,electricity,single,4.1,,123456,\n"
         "1234567890,1,electricity,day,6.1,2031-12-31,12000,2026-10-20\n"
         "1234567890,,electricity,single,6.1,,,\n"
@@ -101,7 +104,7 @@ async def test_bad_rows_are_reported_with_file_and_line_and_good_rows_still_load
         f"{path}:3: service must be one of electricity|hot_water|cold_water: 'gas'",
         f"{path}:4: digit capacity must look like 6.3, got 'six'",
         f"{path}:6: zone day is for electricity meters",
-        f"{path}:7: verified_until must be a date YYYY-MM-DD: '31.12.2031'",
+        f"{path}:7: verified_until must be a date YYYY-MM-DD or DD.MM.YYYY: '31.13.2031'",
         f"{path}:8: last_value 123456 does not fit digits 4.1",
         f"{path}:9: same key as line 2, skipped",
         f"{path}:10: missing meter",
@@ -399,7 +402,7 @@ async def test_huge_numbers_in_meters_and_tariffs_are_rejected_not_raised(
         f"{meters_path}:2: last_value {range_error}: '1e999999'",
         f"{meters_path}:3: digit capacity must look like 6.3, got '²'",
         f"{meters_path}:4: digit capacity must look like 6.3, got '{'6' * 40}'… (5,000 characters)",
-        f"{meters_path}:5: verified_until must be a date YYYY-MM-DD: '20311231'",
+        f"{meters_path}:5: verified_until must be a date YYYY-MM-DD or DD.MM.YYYY: '20311231'",
     ]
     assert [(r["meter"], r["verified_until"], r["last_value"]) for r in registers] == [
         ("M5", date(2031, 12, 31), Decimal("12.5"))
@@ -407,11 +410,26 @@ async def test_huge_numbers_in_meters_and_tariffs_are_rejected_not_raised(
     assert tariff_report.errors == [f"{tariffs_path}:2: price {range_error}: '1e-999999'"]
 
 
-async def test_a_utf16_file_is_refused_with_one_clear_line(tmp_path: Path) -> None:
-    path = write(tmp_path, "accounts.csv", HEADER + "1000000001,a,b1\n", encoding="utf-16")
+async def test_a_utf16_file_with_its_byte_order_mark_is_read_little_or_big_endian(
+    tmp_path: Path,
+) -> None:
+    """UTF-16 was refused before issue 13; its byte-order mark now decides."""
+    text = HEADER + "1000000001,ул. Ленина,b1\n"
+    little = tmp_path / "le.csv"
+    little.write_bytes(codecs.BOM_UTF16_LE + text.encode("utf-16-le"))
+    big = tmp_path / "be.csv"
+    big.write_bytes(codecs.BOM_UTF16_BE + text.encode("utf-16-be"))
+    expected = [(2, {"account": "1000000001", "address": "ул. Ленина", "building": "b1"})]
+
+    assert list(read_csv(little)) == expected
+    assert list(read_csv(big)) == expected
+
+
+async def test_a_utf32_file_is_refused_with_one_clear_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "accounts.csv", HEADER + "1000000001,a,b1\n", encoding="utf-32")
 
     assert [(line, str(row)) for line, row in read_csv(path)] == [
-        (1, "UTF-16 is not supported: save the file as UTF-8 or Windows-1251")
+        (1, "UTF-32 is not supported: save the file as UTF-8")
     ]
 
 
@@ -454,3 +472,304 @@ def _refuse_meter(conn: Any, meter: str) -> None:
         conn.exec_driver_sql(
             f"ALTER TABLE registers ADD CONSTRAINT no_refused_meter CHECK (meter <> '{meter}')"
         )
+
+
+# ----- issue 13: the header first, encodings, delimiters, dates, checking without writing
+
+
+async def test_a_misspelt_required_column_is_one_error_and_nothing_of_the_file_is_imported(
+    settings: Settings, tmp_path: Path
+) -> None:
+    text = ACCOUNTS.replace("account,address", "acount,address", 1)
+    path = write(tmp_path, "accounts.csv", text)
+    async with gateway(settings) as gw:
+        report = await import_file(gw.db, "accounts", path)
+        accounts = await accounts_in(gw.db)
+
+    expected = (
+        f'{path}:1: no column account (is "acount" meant to be account?); expected columns: '
+        "account,address,building,phone,debt,receipt_code,last_bill_total,residents "
+        "(account required)"
+    )
+    assert report.errors == [expected]
+    assert report.header_error == expected
+    assert (report.inserted, report.updated, report.unchanged, report.rows) == (0, 0, 0, 0)
+    assert accounts == []
+
+
+async def test_a_misspelt_optional_column_a_missing_one_and_a_column_twice_are_one_line(
+    tmp_path: Path,
+) -> None:
+    """A misspelt optional column would lose its values in silence (every debt 0)."""
+    path = write(
+        tmp_path,
+        "meters.csv",
+        "account,meter,service,service,digits,verified_untill,notes\n1,2,electricity,,6.1,,\n",
+    )
+
+    with pytest.raises(HeaderError) as raised:
+        await check_file("meters", path)
+
+    assert str(raised.value) == (
+        f"{path}:1: column service is there 2 times; no column zone; "
+        '"verified_untill" is not a column (is it verified_until?); expected columns: '
+        "account,meter,service,zone,digits,verified_until,last_value,last_date "
+        "(account, meter, service, zone, digits required)"
+    )
+
+
+async def test_an_empty_file_or_an_unreadable_header_is_a_header_error(tmp_path: Path) -> None:
+    empty = write(tmp_path, "empty.csv", "")
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(b"email,build\x98ing\nelder@x.ru,b1\n")
+
+    with pytest.raises(HeaderError) as no_header:
+        await check_file("elders", empty)
+    with pytest.raises(HeaderError) as unreadable:
+        await check_file("elders", broken)
+
+    described = "expected columns: email,building (email, building required)"
+    assert no_header.value.reason == f"the file is empty: no header row; {described}"
+    assert unreadable.value.reason == (
+        f"the header row cannot be read: not valid UTF-8 (byte 0x98 at column 12); {described}"
+    )
+
+
+async def test_columns_no_file_of_its_kind_has_are_ignored_with_one_note(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = write(tmp_path, "elders.csv", "Email,Building,Comment,x\nelder@x.ru,b1,hi,1\n")
+    async with gateway(settings) as gw:
+        report = await import_file(gw.db, "elders", path)
+
+    assert (report.inserted, report.errors) == (1, [])
+    assert report.notes == [
+        f"{path}:1: columns that are not elders columns, ignored: 'comment', 'x'"
+    ]
+
+
+async def test_tab_and_semicolon_delimiters_are_taken_from_the_header_line(
+    tmp_path: Path,
+) -> None:
+    tabs = write(tmp_path, "tabs.csv", "email\tbuilding\nelder@x.ru\tb1, b2\n")
+    semicolons = write(tmp_path, "semi.csv", "email;building\nelder@x.ru;b1, b2\n")
+
+    assert list(read_csv(tabs)) == [(2, {"email": "elder@x.ru", "building": "b1, b2"})]
+    assert list(read_csv(semicolons)) == [(2, {"email": "elder@x.ru", "building": "b1, b2"})]
+
+
+async def test_dates_are_read_as_yyyy_mm_dd_or_dd_mm_yyyy(
+    settings: Settings, tmp_path: Path
+) -> None:
+    meters = (
+        "account,meter,service,zone,digits,verified_until,last_value,last_date\n"
+        "1234567890,M1,electricity,single,6.1,31.12.2031,12,2026-10-20\n"
+        "1234567890,M2,electricity,single,6.1,2031-12-31,12,20.10.2026\n"
+        "1234567890,M3,electricity,single,6.1,29.02.2027,,\n"
+        "1234567890,M4,electricity,single,6.1,1.12.2031,,\n"
+    )
+    tariffs = "service,zone,price,valid_from\nelectricity,single,6.43,01.07.2026\n"
+    async with gateway(settings) as gw:
+        await import_file(gw.db, "accounts", write(tmp_path, "accounts.csv", ACCOUNTS))
+        meters_path = write(tmp_path, "meters.csv", meters)
+        meter_report = await import_file(gw.db, "meters", meters_path)
+        tariff_report = await import_file(gw.db, "tariffs", write(tmp_path, "t.csv", tariffs))
+        registers = await select_rows(gw.db, t.registers)
+        (tariff,) = await select_rows(gw.db, t.tariffs)
+
+    assert meter_report.errors == [
+        f"{meters_path}:4: verified_until must be a date YYYY-MM-DD or DD.MM.YYYY: '29.02.2027'",
+        f"{meters_path}:5: verified_until must be a date YYYY-MM-DD or DD.MM.YYYY: '1.12.2031'",
+    ]
+    assert [(r["meter"], r["verified_until"], r["last_date"]) for r in registers] == [
+        ("M1", date(2031, 12, 31), date(2026, 10, 20)),
+        ("M2", date(2031, 12, 31), date(2026, 10, 20)),
+    ]
+    assert (tariff_report.errors, tariff["valid_from"]) == ([], date(2026, 7, 1))
+
+
+STREETS = ("Ленина", "Пушкинская", "Кирова", "Молодёжная", "Советская", "Гагарина")
+KOI8_ACCOUNTS = HEADER + "".join(
+    f'10000000{i:02},"г. Ижевск, ул. {STREETS[i % 6]}, д. {i}, кв. {i + 1}",Дом {i},,0,,,\n'
+    for i in range(12)
+)
+
+
+async def test_a_koi8_r_file_is_refused_unless_named_and_read_right_when_it_is(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Read as Windows-1251 (the vote's choice), KOI8-R would be stored garbled."""
+    path = write(tmp_path, "accounts.csv", KOI8_ACCOUNTS, encoding="koi8-r")
+    async with gateway(settings) as gw:
+        with pytest.raises(HeaderError) as raised:
+            await check_file("accounts", path)
+        refused = await import_file(gw.db, "accounts", path)
+        nothing = await accounts_in(gw.db)
+        report = await import_file(gw.db, "accounts", path, encoding="koi8-r")
+        rows = await select_rows(gw.db, t.accounts)
+
+    assert raised.value.reason == (
+        "the file reads like KOI8-R, not Windows-1251: give --encoding koi8-r "
+        "(or --encoding cp1251 to read it as Windows-1251 all the same)"
+    )
+    assert (refused.errors, nothing) == ([str(raised.value)], [])
+    assert (report.inserted, report.errors) == (12, [])
+    assert (rows[3]["address"], rows[3]["building"]) == (
+        "г. Ижевск, ул. Молодёжная, д. 3, кв. 4",
+        "Дом 3",
+    )
+
+
+async def test_a_windows_1251_file_like_it_is_not_taken_for_koi8_r(tmp_path: Path) -> None:
+    path = write(tmp_path, "accounts.csv", KOI8_ACCOUNTS, encoding="cp1251")
+
+    check = await check_file("accounts", path)
+
+    assert (check.report.rows, check.report.errors) == (12, [])
+
+
+async def test_a_single_byte_encoding_forced_on_a_utf8_file_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "accounts.csv", KOI8_ACCOUNTS)
+
+    for forced, name in (("cp1251", "Windows-1251"), ("koi8-r", "KOI8-R")):
+        with pytest.raises(HeaderError) as raised:
+            await check_file("accounts", path, encoding=forced)
+        assert raised.value.reason == (
+            "the file is UTF-8 (every line with non-ASCII bytes is valid UTF-8): "
+            f"read as {name} its text would be garbled; leave out --encoding"
+        )
+    assert (await check_file("accounts", path, encoding="utf-8")).report.errors == []
+
+
+async def test_an_encoding_forced_against_a_byte_order_mark_is_refused(tmp_path: Path) -> None:
+    utf8 = tmp_path / "utf8.csv"
+    utf8.write_bytes(codecs.BOM_UTF8 + HEADER.encode())
+    utf16 = write(tmp_path, "utf16.csv", HEADER, encoding="utf-16")
+
+    with pytest.raises(HeaderError) as against_utf8:
+        await check_file("accounts", utf8, encoding="cp1251")
+    with pytest.raises(HeaderError) as against_utf16:
+        await check_file("accounts", utf16, encoding="utf-8")
+
+    assert against_utf8.value.reason == (
+        "the file starts with a UTF-8 byte-order mark, not Windows-1251 as --encoding says: "
+        "leave out --encoding"
+    )
+    assert against_utf16.value.reason == (
+        "the file starts with a UTF-16 byte-order mark, not UTF-8 as --encoding says: "
+        "leave out --encoding"
+    )
+    assert (await check_file("accounts", utf8, encoding="utf-8")).report.errors == []
+
+
+async def test_a_utf8_line_in_a_windows_1251_file_is_rejected_not_stored_garbled(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A file put together from two exports: the minority's lines would be mojibake."""
+    path = tmp_path / "accounts.csv"
+    path.write_bytes(
+        HEADER.encode()
+        + "1000000001,ул. Ленина 1,b1,,0,,,\n".encode("cp1251")
+        + "1000000002,ул. Мира 2,b1,,0,,,\n".encode()
+        + '1000000003,"ул. Кирова,\n3",b1,,0,,,\n'.encode()
+        + "1000000004,ул. Гоголя 4,b1,,0,,,\n".encode("cp1251")
+        + "1000000005,ул. Чехова 5,b1,,0,,,\n".encode("cp1251")
+    )
+    async with gateway(settings) as gw:
+        report = await import_file(gw.db, "accounts", path)
+        rows = await select_rows(gw.db, t.accounts)
+
+    mixed = (
+        "valid UTF-8 in a file read as Windows-1251 (the file mixes encodings): "
+        "not loaded, lest its text be garbled"
+    )
+    assert report.errors == [f"{path}:3: {mixed}", f"{path}:4: {mixed}"]
+    assert [(r["account"], r["address"]) for r in rows] == [
+        ("1000000001", "ул. Ленина 1"),
+        ("1000000004", "ул. Гоголя 4"),
+        ("1000000005", "ул. Чехова 5"),
+    ]
+
+
+async def test_a_utf16_file_imports_and_a_broken_last_line_is_rejected(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "accounts.csv"
+    text = HEADER + "1000000001,ул. Ленина,b1\n1000000002,ул. Мира,b1\n"
+    path.write_bytes(codecs.BOM_UTF16_BE + text.encode("utf-16-be") + b"\x00")  # odd byte
+    async with gateway(settings) as gw:
+        report = await import_file(gw.db, "accounts", path)
+        rows = await select_rows(gw.db, t.accounts)
+
+    assert report.errors == [f"{path}:4: not valid UTF-16 (at column 1)"]
+    assert [(r["account"], r["address"]) for r in rows] == [
+        ("1000000001", "ул. Ленина"),
+        ("1000000002", "ул. Мира"),
+    ]
+
+
+async def test_utf16_without_a_byte_order_mark_is_named_in_the_header_error(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "accounts.csv", HEADER, encoding="utf-16-le")
+
+    with pytest.raises(HeaderError) as raised:
+        await check_file("accounts", path)
+
+    assert raised.value.reason == (
+        "the header row holds NUL bytes: UTF-16 without a byte-order mark? Save the file as UTF-8"
+    )
+
+
+async def test_check_file_reports_what_an_import_would_do_and_writes_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A dry run: counts read from the database; a meter of an account that only the
+    accounts file of the same run has is known, one of no account is rejected."""
+    changed = ACCOUNTS.replace("b1,+79120000002,0,", "b1,+79120000002,42.50,")
+    new_account = "5550001111,addr,b9,,0,,,\n"
+    meters = (
+        METERS
+        + "5550001111,900,electricity,single,6.1,,,\n"
+        + ("9999999999,901,electricity,single,6.1,,,\n")
+    )
+    async with gateway(settings) as gw:
+        await import_file(gw.db, "accounts", write(tmp_path, "a0.csv", ACCOUNTS))
+        await import_file(gw.db, "meters", write(tmp_path, "m0.csv", METERS))
+        before = await select_rows(gw.db, t.accounts), await select_rows(gw.db, t.registers)
+        accounts = await check_file(
+            "accounts", write(tmp_path, "a.csv", changed + new_account), db=gw.db
+        )
+        meters_path = write(tmp_path, "m.csv", meters)
+        checked = await check_file("meters", meters_path, db=gw.db, accounts=accounts.accounts)
+        after = await select_rows(gw.db, t.accounts), await select_rows(gw.db, t.registers)
+
+    report = accounts.report
+    assert (report.inserted, report.updated, report.unchanged, report.errors) == (1, 1, 3, [])
+    assert accounts.accounts == {
+        "1234567890",
+        "1234567891",
+        "1234567892",
+        "0012345678",
+        "5550001111",
+    }
+    assert (checked.report.inserted, checked.report.unchanged, checked.report.rows) == (1, 7, 9)
+    assert checked.report.errors == [f"{meters_path}:10: unknown account 9999999999"]
+    assert after == before
+
+
+async def test_progress_ticks_count_every_row_read_with_its_line(
+    settings: Settings, tmp_path: Path
+) -> None:
+    lines = [HEADER.rstrip()] + [f"{7000000000 + i},a,b,,0,,," for i in range(2500)]
+    lines[1500] = "7000001499,a,b,,lots,,,"  # rejected: counted all the same
+    path = write(tmp_path, "accounts.csv", "\n".join(lines) + "\n")
+    ticks: list[tuple[int, int]] = []
+    async with gateway(settings) as gw:
+        report = await import_file(
+            gw.db, "accounts", path, tick=lambda rows, line: ticks.append((rows, line))
+        )
+
+    assert ticks == [(1000, 1001), (2000, 2001), (2500, 2501)]
+    assert (report.rows, report.inserted, len(report.errors)) == (2500, 2499, 1)
+    assert count_lines(path) == 2501

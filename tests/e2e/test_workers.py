@@ -1,0 +1,102 @@
+"""``gateway serve --workers 2``: two processes on one port sharing PostgreSQL, their
+metrics combined, and a clean exit on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+import uuid
+from pathlib import Path
+
+import aiohttp
+import pytest
+from twilio.request_validator import RequestValidator
+
+from gateway.bootstrap import gateway
+from gateway.settings import Settings
+from tests.conftest import Clock, empty_database, load_registry
+from tests.e2e.conftest import PUBLIC, TOKEN, _free_port
+
+pytestmark = pytest.mark.postgres
+
+
+async def test_two_workers_share_the_port_the_database_and_the_metrics(
+    postgres_database: str | None, tmp_path: Path
+) -> None:
+    if postgres_database is None:
+        pytest.skip("GATEWAY_TEST_POSTGRES_URL is not set")
+    async with gateway(
+        Settings.from_mapping({"database_url": postgres_database}), Clock(), upgrade=True
+    ) as gw:
+        await load_registry(gw, tmp_path)
+    port = _free_port()
+    (tmp_path / "none.toml").write_text("")
+    env = {
+        **os.environ,
+        "GATEWAY_DATABASE_URL": postgres_database,
+        "GATEWAY_TWILIO_AUTH_TOKEN": TOKEN,
+        "GATEWAY_PUBLIC_URL": PUBLIC,
+        "GATEWAY_LOG_FORMAT": "json",
+        "GATEWAY_RATE_LIMIT_PER_MINUTE": "100000",
+        "GATEWAY_CONFIG": str(tmp_path / "none.toml"),
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = tmp_path / "serve.log"
+    with log.open("wb") as err:
+        parent = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "serve", "--port", str(port), "--workers", "2",
+            env=env, stderr=err,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(300):
+                try:
+                    async with session.get(base + "/healthz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+
+            async def sms(value: int) -> int:
+                form = {
+                    "MessageSid": f"SM{uuid.uuid4().hex}",
+                    "From": "+79120000002",
+                    "Body": f"1234567891 {value}",
+                }
+                signature = RequestValidator(TOKEN).compute_signature(PUBLIC + "/sms/twilio", form)
+                # A new connection each: the kernel spreads them over the workers.
+                async with (
+                    aiohttp.ClientSession() as own,
+                    own.post(
+                        base + "/sms/twilio", data=form, headers={"X-Twilio-Signature": signature}
+                    ) as response,
+                ):
+                    await response.read()
+                    return response.status
+
+            statuses = await asyncio.gather(*(sms(4600 + i) for i in range(40)))
+            assert statuses == [200] * 40
+            async with session.get(base + "/metrics") as response:
+                text = await response.text()
+    finally:
+        parent.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(parent.wait(), 60)
+        await empty_database(postgres_database)
+
+    assert code == 0
+    # Either worker's /metrics counts both workers' messages.
+    found = re.search(
+        r'gateway_messages_total\{channel="sms",error="",status="accepted"\} ([0-9.]+)', text
+    )
+    assert found and float(found.group(1)) == 40
+    started = [line for line in log.read_text().splitlines() if '"worker_started"' in line]
+    assert len(started) == 2
+    pids = {re.search(r'"pid": ?(\d+)', line).group(1) for line in started}  # type: ignore[union-attr]
+    handled = [line for line in log.read_text().splitlines() if '"message_handled"' in line]
+    assert len(handled) == 40
+    assert len(pids) == 2
