@@ -7,7 +7,7 @@ import difflib
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -248,14 +248,43 @@ class Settings:
 
     @classmethod
     def load(cls, env: Mapping[str, str]) -> Settings:
-        path = Path(env.get("GATEWAY_CONFIG", DEFAULT_CONFIG))
+        """The settings of a command. Paths do not depend on the directory it runs from:
+        the default config file and a relative SQLite path that is not the user's own
+        (the default, or the config file's) are the gateway's home's — ``GATEWAY_HOME``,
+        else the checkout the gateway runs from. A path given in the environment is the
+        user's, relative to where they typed it."""
+        home = gateway_home(env)
+        path = Path(env["GATEWAY_CONFIG"]) if "GATEWAY_CONFIG" in env else home / DEFAULT_CONFIG
         toml: dict[str, Any] = {}
         if path.exists():
             with path.open("rb") as fh:
                 toml = tomllib.load(fh)
         elif "GATEWAY_CONFIG" in env:
             raise SettingsError(f"config file {path} does not exist")
-        return cls.from_mapping(toml, env)
+        settings = cls.from_mapping(toml, env)
+        if "GATEWAY_DATABASE_URL" not in env:
+            settings = replace(settings, database_url=_anchored(settings.database_url, home))
+        return settings
+
+
+def gateway_home(env: Mapping[str, str]) -> Path:
+    """``GATEWAY_HOME``; else the checkout the gateway runs from (the directory holding
+    ``config/`` beside the ``gateway`` package); else the working directory (an installed
+    gateway without either: set ``GATEWAY_HOME`` or absolute paths)."""
+    if env.get("GATEWAY_HOME"):
+        return Path(env["GATEWAY_HOME"])
+    checkout = Path(__file__).resolve().parents[1]
+    return checkout if (checkout / "config").is_dir() else Path.cwd()
+
+
+def _anchored(url: str, home: Path) -> str:
+    """A SQLite URL with a relative file path made absolute under ``home``."""
+    prefix, sep, path = url.partition(":///")
+    if not sep or not prefix.startswith("sqlite") or not path or path.startswith(":memory:"):
+        return url
+    if Path(path).is_absolute():
+        return url
+    return f"{prefix}:///{home / path}"
 
 
 # Numbers that mean nothing at zero or below (a relay of 0 at once would never deliver).
@@ -295,7 +324,7 @@ def _refuse_unknown(toml: Mapping[str, Any], env: Mapping[str, str]) -> None:
     typo would otherwise leave the default in force, silently): refuse it by name."""
     names = {f.name for f in fields(Settings)}
     services = {service.value for service in Service}
-    known = {f"GATEWAY_{name.upper()}" for name in names} | {"GATEWAY_CONFIG"}
+    known = {f"GATEWAY_{name.upper()}" for name in names} | {"GATEWAY_CONFIG", "GATEWAY_HOME"}
     known |= {f"GATEWAY_MAX_JUMP_{service.name}" for service in Service}
     unknown = [
         name

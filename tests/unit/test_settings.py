@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -395,3 +396,37 @@ def test_other_programs_variables_and_the_test_harness_are_left_alone() -> None:
         "GATEWAY_MAX_JUMP_HOT_WATER": "40",
     }
     assert Settings.from_mapping({}, env).max_jump[Service.HOT_WATER] == D(40)
+
+
+# --- paths do not depend on the directory a command runs from ----------------------------
+
+
+def test_the_default_config_and_database_are_the_homes_wherever_the_command_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "gateway.toml").write_text(
+        'database_url = "sqlite+aiosqlite:///var/site.db"\nport = 9090\n', encoding="utf-8"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    settings = Settings.load({"GATEWAY_HOME": str(home)})
+
+    assert settings.port == 9090  # the home's config file, not ./config/gateway.toml
+    assert settings.database_url == f"sqlite+aiosqlite:///{home / 'var' / 'site.db'}"
+
+
+def test_a_path_the_user_gives_stays_theirs(tmp_path: Path) -> None:
+    env = {"GATEWAY_HOME": str(tmp_path), "GATEWAY_DATABASE_URL": "sqlite+aiosqlite:///mine.db"}
+    assert Settings.load(env).database_url == "sqlite+aiosqlite:///mine.db"
+    absolute = {"GATEWAY_HOME": str(tmp_path)}
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "gateway.toml").write_text(
+        'database_url = "sqlite+aiosqlite:////srv/gw.db"\n', encoding="utf-8"
+    )
+    assert Settings.load(absolute).database_url == "sqlite+aiosqlite:////srv/gw.db"
+    pg = {"GATEWAY_HOME": str(tmp_path), "GATEWAY_DATABASE_URL": "postgresql+asyncpg://h/db"}
+    assert Settings.load(pg).database_url == "postgresql+asyncpg://h/db"
