@@ -20,9 +20,8 @@ from gateway.settings import Settings
 from tests.conftest import Clock, empty_database, load_registry
 from tests.e2e.conftest import PUBLIC, TOKEN, _free_port
 
-pytestmark = pytest.mark.postgres
 
-
+@pytest.mark.postgres
 async def test_two_workers_share_the_port_the_database_and_the_metrics(
     postgres_database: str | None, tmp_path: Path
 ) -> None:
@@ -100,3 +99,65 @@ async def test_two_workers_share_the_port_the_database_and_the_metrics(
     handled = [line for line in log.read_text().splitlines() if '"message_handled"' in line]
     assert len(handled) == 40
     assert len(pids) == 2
+
+
+async def test_two_workers_on_one_sqlite_file_never_answer_database_is_locked(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+    async with gateway(Settings.from_mapping({"database_url": url}), Clock(), upgrade=True) as gw:
+        await load_registry(gw, tmp_path)
+    port = _free_port()
+    (tmp_path / "none.toml").write_text("")
+    env = {
+        **os.environ,
+        "GATEWAY_DATABASE_URL": url,
+        "GATEWAY_TWILIO_AUTH_TOKEN": TOKEN,
+        "GATEWAY_PUBLIC_URL": PUBLIC,
+        "GATEWAY_LOG_FORMAT": "json",
+        "GATEWAY_RATE_LIMIT_PER_MINUTE": "100000",
+        "GATEWAY_CONFIG": str(tmp_path / "none.toml"),
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = tmp_path / "serve.log"
+    with log.open("wb") as err:
+        parent = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "serve", "--port", str(port), "--workers", "2",
+            env=env, stderr=err,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(300):
+                try:
+                    async with session.get(base + "/healthz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+
+        async def sms(index: int) -> int:
+            phone = f"+7912{index:07d}"
+            form = {"MessageSid": f"SM{uuid.uuid4().hex}", "From": phone, "Body": "ПОМОЩЬ"}
+            signature = RequestValidator(TOKEN).compute_signature(PUBLIC + "/sms/twilio", form)
+            async with (
+                aiohttp.ClientSession() as own,
+                own.post(
+                    base + "/sms/twilio", data=form, headers={"X-Twilio-Signature": signature}
+                ) as response,
+            ):
+                await response.read()
+                return response.status
+
+        # Both workers write at once, 32 requests in flight, 160 in all.
+        statuses: list[int] = []
+        for start in range(0, 160, 32):
+            statuses += await asyncio.gather(*(sms(i) for i in range(start, start + 32)))
+    finally:
+        parent.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(parent.wait(), 60)
+
+    assert statuses == [200] * 160
+    assert code == 0
+    assert "database is locked" not in log.read_text()
