@@ -94,6 +94,41 @@ def _free_port() -> int:
 
 
 @dataclass
+class ServeProcess:
+    """``gateway serve`` as a process on 127.0.0.1, its standard error in ``log``."""
+
+    port: int
+    process: asyncio.subprocess.Process
+    log: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+async def start_serve(env: dict[str, str], log: Path, *args: str) -> ServeProcess:
+    """``python -m gateway serve --port <free> *args`` with ``env``, once ``/healthz``
+    answers (AssertionError with its log's tail if it does not within 15 s)."""
+    port = _free_port()
+    with log.open("wb") as err:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "serve", "--port", str(port), *args,
+            env=env, stderr=err,
+        )  # fmt: skip
+    served = ServeProcess(port, process, log)
+    async with aiohttp.ClientSession() as session:
+        for _ in range(300):
+            try:
+                async with session.get(served.base + "/healthz") as response:
+                    if response.status == 200:
+                        return served
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"gateway serve did not start: {log.read_text()[-2000:]}")
+
+
+@dataclass
 class Served:
     base: str
     log: Path
@@ -124,7 +159,6 @@ async def served(postgres_database: str | None, tmp_path: Path) -> AsyncIterator
     target = make_url(postgres_database)
     proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
     await proxy.start()
-    port = _free_port()
     log = tmp_path / "gateway.log"
     env = {
         **os.environ,
@@ -139,21 +173,11 @@ async def served(postgres_database: str | None, tmp_path: Path) -> AsyncIterator
         "GATEWAY_CONFIG": str(tmp_path / "none.toml"),
     }
     (tmp_path / "none.toml").write_text("")
-    with log.open("wb") as err:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", "serve", "--port", str(port), env=env, stderr=err
-        )
-    base = f"http://127.0.0.1:{port}"
+    server = await start_serve(env, log)
+    process = server.process
     try:
         async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                try:
-                    async with session.get(base + "/healthz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.05)
-            yield Served(base, log, proxy, session)
+            yield Served(server.base, log, proxy, session)
     finally:
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 30)

@@ -8,10 +8,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -23,7 +21,7 @@ from gateway.bootstrap import gateway
 from gateway.settings import Settings
 from gateway.storage import tables as t
 from tests.conftest import Clock, empty_database, load_registry, loopback, select_rows
-from tests.e2e.conftest import PUBLIC, TOKEN, _free_port
+from tests.e2e.conftest import PUBLIC, TOKEN, start_serve
 from tests.fake_smsc import FakeSmsc
 from tests.integration.test_delivery import FakeBilling
 
@@ -31,36 +29,6 @@ pytestmark = pytest.mark.postgres
 
 # Accounts of the standard registry with one single-rate register: one reading each.
 SINGLE = "1234567891"
-
-
-@dataclass
-class Process:
-    port: int
-    process: asyncio.subprocess.Process
-    log: Path
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-async def start(env: dict[str, str], log: Path) -> Process:
-    port = _free_port()
-    with log.open("wb") as err:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", "serve", "--port", str(port), env=env, stderr=err
-        )
-    served = Process(port, process, log)
-    async with aiohttp.ClientSession() as session:
-        for _ in range(300):
-            try:
-                async with session.get(served.base + "/healthz") as response:
-                    if response.status == 200:
-                        return served
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"gateway serve did not start: {log.read_text()[-2000:]}")
 
 
 @pytest.fixture
@@ -106,9 +74,9 @@ async def test_a_process_killed_under_load_loses_and_doubles_nothing(
             "GATEWAY_CONFIG": str(tmp_path / "none.toml"),
         }
         (tmp_path / "none.toml").write_text("")
-        first = await start(env, tmp_path / "first.log")
+        first = await start_serve(env, tmp_path / "first.log")
         await smsc.wait_bound()  # the first process holds the SMPP lease
-        second = await start(env, tmp_path / "second.log")
+        second = await start_serve(env, tmp_path / "second.log")
         answered: dict[str, int] = {}
 
         async def post(session: aiohttp.ClientSession, base: str, value: int) -> None:

@@ -7,7 +7,6 @@ import asyncio
 import os
 import re
 import signal
-import sys
 import uuid
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from twilio.request_validator import RequestValidator
 from gateway.bootstrap import gateway
 from gateway.settings import Settings
 from tests.conftest import Clock, empty_database, load_registry
-from tests.e2e.conftest import PUBLIC, TOKEN, _free_port
+from tests.e2e.conftest import PUBLIC, TOKEN, start_serve
 
 
 @pytest.mark.postgres
@@ -31,7 +30,6 @@ async def test_two_workers_share_the_port_the_database_and_the_metrics(
         Settings.from_mapping({"database_url": postgres_database}), Clock(), upgrade=True
     ) as gw:
         await load_registry(gw, tmp_path)
-    port = _free_port()
     (tmp_path / "none.toml").write_text("")
     env = {
         **os.environ,
@@ -44,22 +42,10 @@ async def test_two_workers_share_the_port_the_database_and_the_metrics(
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = tmp_path / "serve.log"
-    with log.open("wb") as err:
-        parent = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", "serve", "--port", str(port), "--workers", "2",
-            env=env, stderr=err,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    server = await start_serve(env, log, "--workers", "2")
+    parent, base = server.process, server.base
     try:
         async with aiohttp.ClientSession() as session:
-            for _ in range(300):
-                try:
-                    async with session.get(base + "/healthz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
 
             async def sms(value: int) -> int:
                 form = {
@@ -107,7 +93,6 @@ async def test_two_workers_on_one_sqlite_file_never_answer_database_is_locked(
     url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
     async with gateway(Settings.from_mapping({"database_url": url}), Clock(), upgrade=True) as gw:
         await load_registry(gw, tmp_path)
-    port = _free_port()
     (tmp_path / "none.toml").write_text("")
     env = {
         **os.environ,
@@ -120,22 +105,9 @@ async def test_two_workers_on_one_sqlite_file_never_answer_database_is_locked(
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = tmp_path / "serve.log"
-    with log.open("wb") as err:
-        parent = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", "serve", "--port", str(port), "--workers", "2",
-            env=env, stderr=err,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    server = await start_serve(env, log, "--workers", "2")
+    parent, base = server.process, server.base
     try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(300):
-                try:
-                    async with session.get(base + "/healthz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
 
         async def sms(index: int) -> int:
             phone = f"+7912{index:07d}"
