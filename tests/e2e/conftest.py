@@ -128,6 +128,39 @@ async def start_serve(env: dict[str, str], log: Path, *args: str) -> ServeProces
     raise AssertionError(f"gateway serve did not start: {log.read_text()[-2000:]}")
 
 
+def serve_env(database_url: str, folder: Path, **settings: str) -> dict[str, str]:
+    """The environment of a ``gateway serve`` process in a test: this database, Twilio's
+    test token and public URL, JSON logs, no config file, ``GATEWAY_<KEY>=value`` for
+    each of ``settings``; metrics of its own."""
+    (folder / "none.toml").write_text("")
+    env = {
+        **os.environ,
+        "GATEWAY_DATABASE_URL": database_url,
+        "GATEWAY_TWILIO_AUTH_TOKEN": TOKEN,
+        "GATEWAY_PUBLIC_URL": PUBLIC,
+        "GATEWAY_LOG_FORMAT": "json",
+        "GATEWAY_CONFIG": str(folder / "none.toml"),
+        **{f"GATEWAY_{key.upper()}": value for key, value in settings.items()},
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return env
+
+
+@pytest.fixture
+async def loaded_postgres(postgres_database: str | None, tmp_path: Path) -> AsyncIterator[str]:
+    """The run's PostgreSQL database with the standard registry, emptied afterwards."""
+    if postgres_database is None:
+        pytest.skip("GATEWAY_TEST_POSTGRES_URL is not set")
+    async with gateway(
+        Settings.from_mapping({"database_url": postgres_database}), Clock(), upgrade=True
+    ) as gw:
+        await load_registry(gw, tmp_path)
+    try:
+        yield postgres_database
+    finally:
+        await empty_database(postgres_database)
+
+
 @dataclass
 class Served:
     base: str
@@ -149,37 +182,18 @@ class Served:
 
 
 @pytest.fixture
-async def served(postgres_database: str | None, tmp_path: Path) -> AsyncIterator[Served]:
-    if postgres_database is None:
-        pytest.skip("GATEWAY_TEST_POSTGRES_URL is not set")
-    async with gateway(
-        Settings.from_mapping({"database_url": postgres_database}), Clock(), upgrade=True
-    ) as gw:
-        await load_registry(gw, tmp_path)
-    target = make_url(postgres_database)
+async def served(loaded_postgres: str, tmp_path: Path) -> AsyncIterator[Served]:
+    target = make_url(loaded_postgres)
     proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
     await proxy.start()
     log = tmp_path / "gateway.log"
-    env = {
-        **os.environ,
-        "GATEWAY_DATABASE_URL": target.set(host="127.0.0.1", port=proxy.port).render_as_string(
-            hide_password=False
-        ),
-        "GATEWAY_DATABASE_TIMEOUT": "1",
-        "GATEWAY_TWILIO_AUTH_TOKEN": TOKEN,
-        "GATEWAY_PUBLIC_URL": PUBLIC,
-        "GATEWAY_LOG_FORMAT": "json",
-        "GATEWAY_RELAY_INTERVAL": "0.5",
-        "GATEWAY_CONFIG": str(tmp_path / "none.toml"),
-    }
-    (tmp_path / "none.toml").write_text("")
+    proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    env = serve_env(proxied, tmp_path, database_timeout="1", relay_interval="0.5")
     server = await start_serve(env, log)
-    process = server.process
     try:
         async with aiohttp.ClientSession() as session:
             yield Served(server.base, log, proxy, session)
     finally:
-        process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.wait(), 30)
+        server.process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(server.process.wait(), 30)
         await proxy.close()
-        await empty_database(postgres_database)

@@ -6,10 +6,8 @@ SMPP link (a singleton)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -20,8 +18,8 @@ from twilio.request_validator import RequestValidator
 from gateway.bootstrap import gateway
 from gateway.settings import Settings
 from gateway.storage import tables as t
-from tests.conftest import Clock, empty_database, load_registry, loopback, select_rows
-from tests.e2e.conftest import PUBLIC, TOKEN, start_serve
+from tests.conftest import Clock, loopback, select_rows
+from tests.e2e.conftest import PUBLIC, TOKEN, serve_env, start_serve
 from tests.fake_smsc import FakeSmsc
 from tests.integration.test_delivery import FakeBilling
 
@@ -31,49 +29,31 @@ pytestmark = pytest.mark.postgres
 SINGLE = "1234567891"
 
 
-@pytest.fixture
-async def database(postgres_database: str | None, tmp_path: Path) -> AsyncIterator[str]:
-    if postgres_database is None:
-        pytest.skip("GATEWAY_TEST_POSTGRES_URL is not set")
-    async with gateway(
-        Settings.from_mapping({"database_url": postgres_database}), Clock(), upgrade=True
-    ) as gw:
-        await load_registry(gw, tmp_path)
-    try:
-        yield postgres_database
-    finally:
-        await empty_database(postgres_database)
-
-
 async def test_a_process_killed_under_load_loses_and_doubles_nothing(
-    database: str, tmp_path: Path
+    loaded_postgres: str, tmp_path: Path
 ) -> None:
+    database = loaded_postgres
     billing = FakeBilling()
     async with (
         loopback(billing.app()) as billing.url,
         FakeSmsc(system_id="gw", password="secret") as smsc,
     ):
-        env = {
-            **os.environ,
-            "GATEWAY_DATABASE_URL": database,
-            "GATEWAY_TWILIO_AUTH_TOKEN": TOKEN,
-            "GATEWAY_PUBLIC_URL": PUBLIC,
-            "GATEWAY_LOG_FORMAT": "json",
-            "GATEWAY_BILLING_URL": billing.url,
-            "GATEWAY_BILLING_TIMEOUT": "1",
-            "GATEWAY_RELAY_INTERVAL": "0.2",
-            "GATEWAY_RELAY_BATCH": "10",
-            "GATEWAY_RELAY_CONCURRENCY": "10",
-            "GATEWAY_RELAY_LEASE_SECONDS": "3",
-            "GATEWAY_SMPP_HOST": smsc.host,
-            "GATEWAY_SMPP_PORT": str(smsc.port),
-            "GATEWAY_SMPP_SYSTEM_ID": "gw",
-            "GATEWAY_SMPP_PASSWORD": "secret",
-            "GATEWAY_SMPP_SOURCE_ADDR": "4444",
-            "GATEWAY_RATE_LIMIT_PER_MINUTE": "100000",
-            "GATEWAY_CONFIG": str(tmp_path / "none.toml"),
-        }
-        (tmp_path / "none.toml").write_text("")
+        env = serve_env(
+            database,
+            tmp_path,
+            billing_url=billing.url,
+            billing_timeout="1",
+            relay_interval="0.2",
+            relay_batch="10",
+            relay_concurrency="10",
+            relay_lease_seconds="3",
+            smpp_host=smsc.host,
+            smpp_port=str(smsc.port),
+            smpp_system_id="gw",
+            smpp_password="secret",
+            smpp_source_addr="4444",
+            rate_limit_per_minute="100000",
+        )
         first = await start_serve(env, tmp_path / "first.log")
         await smsc.wait_bound()  # the first process holds the SMPP lease
         second = await start_serve(env, tmp_path / "second.log")

@@ -4,7 +4,6 @@ metrics combined, and a clean exit on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import uuid
@@ -16,31 +15,15 @@ from twilio.request_validator import RequestValidator
 
 from gateway.bootstrap import gateway
 from gateway.settings import Settings
-from tests.conftest import Clock, empty_database, load_registry
-from tests.e2e.conftest import PUBLIC, TOKEN, start_serve
+from tests.conftest import Clock, load_registry
+from tests.e2e.conftest import PUBLIC, TOKEN, serve_env, start_serve
 
 
 @pytest.mark.postgres
 async def test_two_workers_share_the_port_the_database_and_the_metrics(
-    postgres_database: str | None, tmp_path: Path
+    loaded_postgres: str, tmp_path: Path
 ) -> None:
-    if postgres_database is None:
-        pytest.skip("GATEWAY_TEST_POSTGRES_URL is not set")
-    async with gateway(
-        Settings.from_mapping({"database_url": postgres_database}), Clock(), upgrade=True
-    ) as gw:
-        await load_registry(gw, tmp_path)
-    (tmp_path / "none.toml").write_text("")
-    env = {
-        **os.environ,
-        "GATEWAY_DATABASE_URL": postgres_database,
-        "GATEWAY_TWILIO_AUTH_TOKEN": TOKEN,
-        "GATEWAY_PUBLIC_URL": PUBLIC,
-        "GATEWAY_LOG_FORMAT": "json",
-        "GATEWAY_RATE_LIMIT_PER_MINUTE": "100000",
-        "GATEWAY_CONFIG": str(tmp_path / "none.toml"),
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = serve_env(loaded_postgres, tmp_path, rate_limit_per_minute="100000")
     log = tmp_path / "serve.log"
     server = await start_serve(env, log, "--workers", "2")
     parent, base = server.process, server.base
@@ -71,7 +54,6 @@ async def test_two_workers_share_the_port_the_database_and_the_metrics(
     finally:
         parent.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(parent.wait(), 60)
-        await empty_database(postgres_database)
 
     assert code == 0
     # Either worker's /metrics counts both workers' messages.
@@ -93,17 +75,7 @@ async def test_two_workers_on_one_sqlite_file_never_answer_database_is_locked(
     url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
     async with gateway(Settings.from_mapping({"database_url": url}), Clock(), upgrade=True) as gw:
         await load_registry(gw, tmp_path)
-    (tmp_path / "none.toml").write_text("")
-    env = {
-        **os.environ,
-        "GATEWAY_DATABASE_URL": url,
-        "GATEWAY_TWILIO_AUTH_TOKEN": TOKEN,
-        "GATEWAY_PUBLIC_URL": PUBLIC,
-        "GATEWAY_LOG_FORMAT": "json",
-        "GATEWAY_RATE_LIMIT_PER_MINUTE": "100000",
-        "GATEWAY_CONFIG": str(tmp_path / "none.toml"),
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = serve_env(url, tmp_path, rate_limit_per_minute="100000")
     log = tmp_path / "serve.log"
     server = await start_serve(env, log, "--workers", "2")
     parent, base = server.process, server.base
