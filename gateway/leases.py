@@ -122,12 +122,17 @@ class Leases:
                 await _wait(stop, renew, task)
                 if not stop.is_set() and not task.done():
                     held = await self.acquire(name)
+            ended = task.done() and not inner.is_set()
             inner.set()
-            with contextlib.suppress(Exception):
+            try:
                 await task
+            except Exception:
+                log.exception("lease_job_failed", lease=name)
             self.running.discard(name)
             if not held:
                 log.warning("lease_lost", lease=name, holder=self.holder)
+            elif ended and not stop.is_set():  # it stopped by itself: not again at once
+                await _wait(stop, renew)
         await self.release(name)
 
 

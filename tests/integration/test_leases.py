@@ -121,3 +121,21 @@ async def test_a_holder_that_loses_its_lease_stops_its_job(db: Database) -> None
     assert running == [] and leases.running == set()
     stop.set()
     await asyncio.wait_for(task, 5)
+
+
+async def test_a_job_that_fails_at_once_is_started_again_only_every_renewal(
+    db: Database,
+) -> None:
+    starts: list[float] = []
+
+    async def broken(stop: asyncio.Event) -> None:
+        starts.append(asyncio.get_running_loop().time())
+        raise RuntimeError("the SMSC's address is wrong")
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(Leases(db, "a", ttl=TTL).run("smpp", broken, stop))
+    await asyncio.sleep(TTL)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+
+    assert 1 <= len(starts) <= 4  # every TTL/3 at most, not in a tight loop
