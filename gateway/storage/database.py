@@ -28,6 +28,8 @@ from gateway.storage.registry import SqlRegistry
 
 T = TypeVar("T")
 Work = Callable[["UnitOfWork"], T]
+# The most units of work one SQLite transaction takes (group commit).
+GROUP_MAX = 64
 
 
 class Database:
@@ -51,6 +53,9 @@ class Database:
         self._async_engine: AsyncEngine | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._writer: Connection | None = None
+        # Group commit (SQLite): units of work waiting for the writer thread.
+        self._waiting: list[tuple[Work[Any], asyncio.Future[Any]]] = []
+        self._writing = False
         if self.is_sqlite:
             database = parsed.database
             if database and database != ":memory:":
@@ -85,7 +90,11 @@ class Database:
         try:
             if self._thread is not None:
                 loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(self._thread, self._run_sqlite, work, transaction)
+                if not transaction:
+                    return await loop.run_in_executor(
+                        self._thread, self._run_sqlite, work, transaction
+                    )
+                return await self._group_commit(work)
             assert self._async_engine is not None
             if not transaction:
                 async with self._async_engine.connect() as conn:
@@ -104,6 +113,67 @@ class Database:
         except StorageUnavailable:
             return False
         return True
+
+    async def _group_commit(self, work: Work[T]) -> T:
+        """SQLite: units of work that arrive while the writer is busy wait, and the writer
+        then runs them together in one transaction, each in a savepoint of its own: one
+        BEGIN and one COMMIT for them all, one hop to the writer thread. Each gets its
+        result only after that COMMIT, exactly as alone; one that raises is rolled back
+        to its savepoint and gets its exception, the others are unaffected."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._waiting.append((work, future))
+        if not self._writing:
+            self._writing = True
+            asyncio.get_running_loop().create_task(self._write_groups())
+        return await future
+
+    async def _write_groups(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting[:GROUP_MAX], self._waiting[GROUP_MAX:]
+                works = [work for work, _ in group]
+                try:
+                    results = await loop.run_in_executor(self._thread, self._run_group, works)
+                except BaseException as exc:  # the executor itself failed (shutting down)
+                    results = [(False, exc)] * len(group)
+                for (_, future), (ok, value) in zip(group, results, strict=True):
+                    if future.done():
+                        continue
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+        finally:
+            self._writing = False
+
+    def _run_group(self, works: list[Work[Any]]) -> list[tuple[bool, Any]]:
+        """On the writer thread: ``works`` in one transaction, a savepoint each."""
+        if len(works) == 1:  # alone: no savepoint needed
+            try:
+                return [(True, self._run_sqlite(works[0]))]
+            except BaseException as exc:
+                return [(False, exc)]
+        if self._writer is None or self._writer.invalidated or self._writer.closed:
+            assert self._sync_engine is not None
+            self._writer = self._sync_engine.connect()
+        results: list[tuple[bool, Any]] = []
+        try:
+            with self._writer.begin():
+                for work in works:
+                    savepoint = self._writer.begin_nested()
+                    try:
+                        value = work(UnitOfWork(self._writer))
+                    except BaseException as exc:
+                        savepoint.rollback()
+                        results.append((False, exc))
+                    else:
+                        savepoint.commit()
+                        results.append((True, value))
+        except BaseException as exc:  # BEGIN or COMMIT failed: none of them is stored
+            self._discard_open_transaction()
+            return [(False, exc)] * len(works)
+        return results
 
     def _run_sqlite(self, work: Work[T], transaction: bool = True) -> T:
         """On the writer thread, which keeps one connection open (no pool round trip)."""
