@@ -161,6 +161,26 @@ async def loaded_postgres(postgres_database: str | None, tmp_path: Path) -> Asyn
         await empty_database(postgres_database)
 
 
+async def post_sms(
+    session: aiohttp.ClientSession,
+    base: str,
+    sender: str,
+    body: str,
+    *,
+    sid: str | None = None,
+    request_id: str | None = None,
+) -> int:
+    """A Twilio webhook signed for ``PUBLIC``, posted to ``base``; its status."""
+    form = {"MessageSid": sid or f"SM{uuid.uuid4().hex}", "From": sender, "Body": body}
+    signature = RequestValidator(TOKEN).compute_signature(PUBLIC + "/sms/twilio", form)
+    headers = {"X-Twilio-Signature": signature}
+    if request_id is not None:
+        headers["X-Request-Id"] = request_id
+    async with session.post(base + "/sms/twilio", data=form, headers=headers) as response:
+        await response.read()
+        return response.status
+
+
 @dataclass
 class Served:
     base: str
@@ -169,16 +189,7 @@ class Served:
     session: aiohttp.ClientSession
 
     async def sms(self, sender: str, body: str, request_id: str | None = None) -> int:
-        form = {"MessageSid": f"SM{uuid.uuid4().hex}", "From": sender, "Body": body}
-        signature = RequestValidator(TOKEN).compute_signature(PUBLIC + "/sms/twilio", form)
-        headers = {"X-Twilio-Signature": signature}
-        if request_id is not None:
-            headers["X-Request-Id"] = request_id
-        async with self.session.post(
-            self.base + "/sms/twilio", data=form, headers=headers
-        ) as response:
-            await response.read()
-            return response.status
+        return await post_sms(self.session, self.base, sender, body, request_id=request_id)
 
 
 @pytest.fixture

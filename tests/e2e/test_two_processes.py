@@ -13,13 +13,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 from sqlalchemy import Table
-from twilio.request_validator import RequestValidator
 
 from gateway.bootstrap import gateway
 from gateway.settings import Settings
 from gateway.storage import tables as t
 from tests.conftest import Clock, loopback, select_rows
-from tests.e2e.conftest import PUBLIC, TOKEN, serve_env, start_serve
+from tests.e2e.conftest import post_sms, serve_env, start_serve
 from tests.fake_smsc import FakeSmsc
 from tests.integration.test_delivery import FakeBilling
 
@@ -61,15 +60,10 @@ async def test_a_process_killed_under_load_loses_and_doubles_nothing(
 
         async def post(session: aiohttp.ClientSession, base: str, value: int) -> None:
             sid = f"SM{uuid.uuid4().hex}"
-            form = {"MessageSid": sid, "From": "+79120000002", "Body": f"{SINGLE} {value}"}
-            signature = RequestValidator(TOKEN).compute_signature(PUBLIC + "/sms/twilio", form)
             try:
-                async with session.post(
-                    base + "/sms/twilio", data=form, headers={"X-Twilio-Signature": signature}
-                ) as response:
-                    await response.read()
-                    if response.status == 200:
-                        answered[sid] = value
+                status = await post_sms(session, base, "+79120000002", f"{SINGLE} {value}", sid=sid)
+                if status == 200:
+                    answered[sid] = value
             except aiohttp.ClientError:
                 pass  # the killed process: no answer, so the provider would retry
 

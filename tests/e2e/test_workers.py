@@ -6,17 +6,15 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import uuid
 from pathlib import Path
 
 import aiohttp
 import pytest
-from twilio.request_validator import RequestValidator
 
 from gateway.bootstrap import gateway
 from gateway.settings import Settings
 from tests.conftest import Clock, load_registry
-from tests.e2e.conftest import PUBLIC, TOKEN, serve_env, start_serve
+from tests.e2e.conftest import post_sms, serve_env, start_serve
 
 
 @pytest.mark.postgres
@@ -31,21 +29,9 @@ async def test_two_workers_share_the_port_the_database_and_the_metrics(
         async with aiohttp.ClientSession() as session:
 
             async def sms(value: int) -> int:
-                form = {
-                    "MessageSid": f"SM{uuid.uuid4().hex}",
-                    "From": "+79120000002",
-                    "Body": f"1234567891 {value}",
-                }
-                signature = RequestValidator(TOKEN).compute_signature(PUBLIC + "/sms/twilio", form)
                 # A new connection each: the kernel spreads them over the workers.
-                async with (
-                    aiohttp.ClientSession() as own,
-                    own.post(
-                        base + "/sms/twilio", data=form, headers={"X-Twilio-Signature": signature}
-                    ) as response,
-                ):
-                    await response.read()
-                    return response.status
+                async with aiohttp.ClientSession() as own:
+                    return await post_sms(own, base, "+79120000002", f"1234567891 {value}")
 
             statuses = await asyncio.gather(*(sms(4600 + i) for i in range(40)))
             assert statuses == [200] * 40
@@ -82,17 +68,8 @@ async def test_two_workers_on_one_sqlite_file_never_answer_database_is_locked(
     try:
 
         async def sms(index: int) -> int:
-            phone = f"+7912{index:07d}"
-            form = {"MessageSid": f"SM{uuid.uuid4().hex}", "From": phone, "Body": "ПОМОЩЬ"}
-            signature = RequestValidator(TOKEN).compute_signature(PUBLIC + "/sms/twilio", form)
-            async with (
-                aiohttp.ClientSession() as own,
-                own.post(
-                    base + "/sms/twilio", data=form, headers={"X-Twilio-Signature": signature}
-                ) as response,
-            ):
-                await response.read()
-                return response.status
+            async with aiohttp.ClientSession() as own:
+                return await post_sms(own, base, f"+7912{index:07d}", "ПОМОЩЬ")
 
         # Both workers write at once, 32 requests in flight, 160 in all.
         statuses: list[int] = []
