@@ -40,7 +40,13 @@ from email.utils import format_datetime, make_msgid
 import structlog
 
 from channels.email_content import body_of, content_of, parse_bytes, size_text
-from channels.email_safety import authenticated_sender, from_address, header_text, may_reply
+from channels.email_safety import (
+    authenticated_sender,
+    from_address,
+    header_text,
+    may_reply,
+    parse_path,
+)
 from gateway.domain.errors import ErrorCode, StorageUnavailable
 from gateway.domain.lists import REPORT_KIND
 from gateway.domain.model import InboundMessage
@@ -342,4 +348,5 @@ def _external_id(message: Message, raw: bytes) -> str:
 
 
 def _envelope(envelope_from: str | None) -> str:
-    return (envelope_from or "").strip("<> ").lower()
+    """The SMTP envelope sender's address, lower-cased (``""`` for a bounce or none)."""
+    return parse_path(envelope_from or "").lower()

@@ -96,13 +96,13 @@ def may_reply(message: Message, *, envelope_from: str | None = None) -> tuple[bo
     * no single From address, or a From of ``mailer-daemon`` / ``postmaster``.
     """
     if envelope_from is not None:
-        if _parse_path(envelope_from) == "":
+        if parse_path(envelope_from) == "":
             return False, "bounce: null envelope sender"
     else:
         return_path = header_text(message, "Return-Path")
         if return_path is None:
             return False, "bounce?: no Return-Path and no envelope sender"
-        if _parse_path(return_path) == "":
+        if parse_path(return_path) == "":
             return False, "bounce: null Return-Path"
     if message.get_content_type() == "multipart/report":
         return False, "bounce: multipart/report"
@@ -125,7 +125,7 @@ def may_reply(message: Message, *, envelope_from: str | None = None) -> tuple[bo
     return True, "ok"
 
 
-def _parse_path(path: str) -> str:
+def parse_path(path: str) -> str:
     """The address of a reverse path (``<a@b>``, ``a@b``, ``<>``); ``""`` for the null
     path. An address-less path counts as null."""
     path = path.strip()
@@ -251,4 +251,5 @@ __all__ = [
     "header_text",
     "may_reply",
     "parse_authentication_results",
+    "parse_path",
 ]

@@ -188,11 +188,11 @@ async def test_plain_delivery_hands_over_the_envelope_and_the_message_as_rendere
 
 
 async def test_the_servers_final_reply_is_the_detail_trimmed_to_128_characters() -> None:
-    relay = Relay(queued_as="2.0.0 Ok: queued as " + "X" * 300)
+    relay = Relay(queued_as="2.0.0 Ok: queued as " + "Q" * 300)
     async with smtp_server(relay) as port:
         result = await sender(port).send(RECIPIENT, report())
     assert result.verdict is SendVerdict.SENT
-    assert result.detail.startswith("2.0.0 Ok: queued as XXX")
+    assert result.detail.startswith("2.0.0 Ok: queued as QQQ")
     assert len(result.detail) == 128
 
 
