@@ -160,15 +160,20 @@ class Database:
         results: list[tuple[bool, Any]] = []
         try:
             with self._writer.begin():
+                # The savepoints are the driver's own statements: SQLAlchemy's nested
+                # transactions cost more than the statements (see gateway.storage.prepared).
+                raw = self._writer.connection.driver_connection
+                assert raw is not None
                 for work in works:
-                    savepoint = self._writer.begin_nested()
+                    raw.execute("SAVEPOINT unit_of_work")
                     try:
                         value = work(UnitOfWork(self._writer))
                     except BaseException as exc:
-                        savepoint.rollback()
+                        raw.execute("ROLLBACK TO unit_of_work")
+                        raw.execute("RELEASE unit_of_work")
                         results.append((False, exc))
                     else:
-                        savepoint.commit()
+                        raw.execute("RELEASE unit_of_work")
                         results.append((True, value))
         except BaseException as exc:  # BEGIN or COMMIT failed: none of them is stored
             self._discard_open_transaction()

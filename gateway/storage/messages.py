@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
-from sqlalchemy.engine import Connection, CursorResult
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from gateway.domain.errors import AlreadyRecorded
@@ -19,9 +19,9 @@ from gateway.domain.model import (
 from gateway.domain.outcome import Outcome
 from gateway.domain.store import StoredMessage
 from gateway.storage import tables as t
+from gateway.storage.prepared import Prepared, insert_into
 
 _m = t.messages.c
-_INSERT_MESSAGE = t.messages.insert()
 _FIND_MESSAGE = select(_m.id, _m.status, _m.outcome).where(
     _m.channel == bindparam("channel"), _m.external_id == bindparam("external_id")
 )
@@ -31,13 +31,11 @@ _COUNT_RECENT = select(func.count()).where(
     _m.received_at > bindparam("since"),
 )
 _COUNT_RECENT_WITH_CODE = _COUNT_RECENT.where(_m.error_code == bindparam("error_code"))
+# The statements every message runs (see gateway.storage.prepared).
+_FIND = Prepared(_FIND_MESSAGE)
+_COUNT = Prepared(_COUNT_RECENT)
+_RECORD = insert_into(t.messages)
 _LOCK_SENDER = select(func.pg_advisory_xact_lock(bindparam("key")))
-
-
-def _new_id(result: CursorResult[Any]) -> int:
-    key = result.inserted_primary_key
-    assert key is not None
-    return int(key[0])
 
 
 def fit(value: str, length: int | None) -> str:
@@ -94,7 +92,7 @@ class SqlMessages:
 
     def find(self, channel: str, external_id: str) -> StoredMessage | None:
         params = {"channel": channel, "external_id": fit(external_id, _EXTERNAL_ID_LENGTH)}
-        row = self.conn.execute(_FIND_MESSAGE, params).first()
+        row = _FIND.first(self.conn, params)
         if row is None:
             return None
         return StoredMessage(row.id, row.status, json.loads(row.outcome))
@@ -105,7 +103,7 @@ class SqlMessages:
         """Messages from ``sender`` after ``since`` (with that error code, when given)."""
         params = {"channel": channel, "sender": fit(sender, _SENDER_LENGTH), "since": since}
         if error_code is None:
-            return int(self.conn.scalar(_COUNT_RECENT, params) or 0)
+            return int(_COUNT.scalar(self.conn, params) or 0)
         params["error_code"] = error_code
         return int(self.conn.scalar(_COUNT_RECENT_WITH_CODE, params) or 0)
 
@@ -140,12 +138,11 @@ class SqlMessages:
             "outcome": json.dumps(outcome.to_json(), ensure_ascii=False),
         }
         try:
-            result = self.conn.execute(_INSERT_MESSAGE, row)
+            return _RECORD.insert(self.conn, row)
         except IntegrityError as exc:  # the only constraint: (channel, external_id)
             if message.external_id is None:
                 raise
             raise AlreadyRecorded(message.channel) from exc
-        return _new_id(result)
 
     def update_outcome(self, message_id: int, outcome: Outcome) -> None:
         """Replace a recorded outcome (billing's own charge arrived after the commit)."""

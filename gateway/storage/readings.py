@@ -17,6 +17,7 @@ from gateway.domain.model import (
 )
 from gateway.domain.store import NewReading, StoredReading
 from gateway.storage import tables as t
+from gateway.storage.prepared import Prepared, insert_into
 
 _m, _r, _reg = t.messages.c, t.readings.c, t.registers.c
 _HISTORY = select(_r.register_id, _r.consumption, _r.days).where(
@@ -62,8 +63,24 @@ _STORED = (
     .join(t.registers, _reg.id == _r.register_id)
     .join(t.messages, _m.id == _r.message_id)
 )
-_INSERT_READINGS = t.readings.insert().returning(_r.id, sort_by_parameter_order=True)
-_INSERT_OUTBOX = t.outbox.insert()
+# The statements every accepted message runs (see gateway.storage.prepared); the
+# history of a few registers (one account's) with one parameter per register.
+_INSERT_READINGS = insert_into(t.readings, leaving_out=["review_note"])
+_INSERT_OUTBOX = insert_into(
+    t.outbox, leaving_out=["next_attempt_at", "lease_until", "delivered_at", "last_error"]
+)
+_PREPARED_HISTORY_MAX = 8
+_HISTORY_OF = [
+    Prepared(
+        select(_r.register_id, _r.consumption, _r.days).where(
+            _r.register_id.in_([bindparam(f"id_{i}") for i in range(count)]),
+            _r.status == "accepted",
+            _r.period < bindparam("period"),
+            _r.days > 0,
+        )
+    )
+    for count in range(_PREPARED_HISTORY_MAX + 1)
+]
 
 
 def _outbox_payload(
@@ -140,8 +157,16 @@ class SqlReadings:
     ) -> dict[int, tuple[Decimal, int]]:
         """Per register: accepted consumption and the days it covered, before ``period``."""
         totals: dict[int, tuple[Decimal, int]] = {}
-        params = {"ids": list(register_ids), "period": period}
-        for row in self.conn.execute(_HISTORY, params):
+        ids = list(register_ids)
+        if not ids:
+            return totals
+        if len(ids) <= _PREPARED_HISTORY_MAX:
+            params: dict[str, Any] = {f"id_{i}": id_ for i, id_ in enumerate(ids)}
+            params["period"] = period
+            rows = _HISTORY_OF[len(ids)].all(self.conn, params)
+        else:
+            rows = self.conn.execute(_HISTORY, {"ids": ids, "period": period}).all()
+        for row in rows:
             consumption, days = totals.get(row.register_id, (Decimal(0), 0))
             totals[row.register_id] = (consumption + row.consumption, days + row.days)
         return totals
@@ -181,7 +206,7 @@ class SqlReadings:
             }
             for item in items
         ]
-        ids = [int(row[0]) for row in self.conn.execute(_INSERT_READINGS, rows)]
+        ids = _INSERT_READINGS.insert_each(self.conn, rows)
         if not held:
             self._enqueue(
                 [
@@ -211,8 +236,8 @@ class SqlReadings:
 
     def _enqueue(self, payloads: Sequence[dict[str, Any]], now: datetime) -> None:
         """One outbox row per payload, keyed by the reading (never random)."""
-        self.conn.execute(
-            _INSERT_OUTBOX,
+        _INSERT_OUTBOX.insert_many(
+            self.conn,
             [
                 {
                     "reading_id": payload["reading_id"],

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, func, select, tuple_
+from sqlalchemy import Table, and_, bindparam, func, or_, select, tuple_
 from sqlalchemy.engine import Connection
 
 from gateway.domain.model import (
@@ -22,6 +22,7 @@ from gateway.domain.model import (
 )
 from gateway.domain.store import LATEST
 from gateway.storage import tables as t
+from gateway.storage.prepared import Prepared
 
 _reg = t.registers.c
 
@@ -51,7 +52,8 @@ _current_id = (
     select(func.max(_e2.c.id))
     .where(
         _e2.c.register_id == _reg.id,
-        _e2.c.status.in_(("accepted", "held")),
+        # Not IN (…): a literal list is an expanding parameter, which cannot be prepared.
+        or_(_e2.c.status == "accepted", _e2.c.status == "held"),
         _e2.c.period == bindparam("period"),
     )
     .correlate(t.registers)
@@ -118,6 +120,9 @@ _ACCOUNTS_BY_PHONE = (
     .where(t.accounts.c.phone == bindparam("phone"), t.accounts.c.phone != "")
     .order_by(t.accounts.c.account)
 )
+# The statements every message runs (see gateway.storage.prepared).
+_ACCOUNT = Prepared(_ACCOUNT_WITH_REGISTERS)
+_ALL_TARIFFS = Prepared(_TARIFFS)
 _ELDER_BUILDINGS = select(t.elders.c.building).where(t.elders.c.email == bindparam("email"))
 _CHAT_ACCOUNTS = select(t.chat_links.c.account).where(t.chat_links.c.chat == bindparam("chat"))
 
@@ -142,7 +147,7 @@ class SqlRegistry:
         if lock and self.conn.dialect.name != "sqlite":  # SQLite: one writer thread already
             self.conn.execute(_LOCK_ACCOUNT, {"account": number})
         params = {"account": number, "period": period}
-        accounts = _accounts(self.conn.execute(_ACCOUNT_WITH_REGISTERS, params))
+        accounts = _accounts(_ACCOUNT.all(self.conn, params))
         return accounts.get(number)
 
     def load_accounts(
@@ -175,7 +180,7 @@ class SqlRegistry:
         if self._tariffs is None:
             self._tariffs = [
                 Tariff(Service(r.service), Zone(r.zone), r.price, r.valid_from, r.normative)
-                for r in self.conn.execute(_TARIFFS)
+                for r in _ALL_TARIFFS.all(self.conn, {})
             ]
         return list(self._tariffs)
 

@@ -1,0 +1,212 @@
+"""Statements compiled once and run straight on SQLite's cursor: the intake's hot path.
+
+Profiling the webhook on SQLite (``bench/README.md``, issue 13) showed that most of the
+writer thread's time went to SQLAlchemy's per-execution machinery (execution context,
+compiled-cache lookup, parameter and row objects), not to SQLite: about 25 µs a
+statement against 5 µs for the statement itself, and a message runs about a dozen. A
+:class:`Prepared` statement is compiled once per dialect with SQLAlchemy — the same SQL,
+the same bind and result type processing (``Decimal`` as text, UTC timestamps) — and on
+SQLite runs on the driver's cursor of the unit of work's connection, inside its
+transaction. Driver errors are raised as SQLAlchemy's (``IntegrityError``,
+``OperationalError``), so callers and :class:`~gateway.storage.database.Database` treat
+them exactly as before. On other databases it is ``Connection.execute`` unchanged.
+
+Only statements without expanding (``IN``-list) parameters can be prepared, and an
+``INSERT`` must be given every column it names.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Insert, Select, Table
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
+
+Processor = Callable[[Any], Any] | None
+Params = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    sql: str
+    names: tuple[str, ...]
+    binds: tuple[Processor, ...]
+    defaults: Mapping[str, Any]
+    results: tuple[Processor, ...]
+    # Makes a row (a named tuple) of a SELECT's values.
+    make: Callable[[Iterable[Any]], tuple[Any, ...]] | None
+    any_result_processor: bool
+
+
+class Prepared:
+    """One SELECT or INSERT, compiled on first use per dialect (see the module's notes)."""
+
+    def __init__(self, statement: Select[Any] | Insert, *, columns: Sequence[str] = ()) -> None:
+        """``columns``: for an INSERT, the columns every row gives (in any order)."""
+        self.statement = statement
+        self._columns = tuple(columns)
+        self._compiled: dict[str, _Compiled] = {}
+
+    def all(self, conn: Connection, params: Params) -> Sequence[Any]:
+        """Every row, with attribute access by column name (as ``Row`` has)."""
+        if conn.dialect.name != "sqlite":
+            return conn.execute(self.statement, dict(params)).all()
+        compiled = self.compiled(conn.dialect)
+        cursor = _run(conn, compiled, params)
+        rows: list[Any] = cursor.fetchall()
+        if not rows:
+            return rows
+        make = compiled.make
+        assert make is not None
+        if not compiled.any_result_processor:
+            return [make(r) for r in rows]
+        processors = compiled.results
+        return [make([_result(p, v) for p, v in zip(processors, r, strict=True)]) for r in rows]
+
+    def first(self, conn: Connection, params: Params) -> Any | None:
+        rows = self.all(conn, params)
+        return rows[0] if rows else None
+
+    def scalar(self, conn: Connection, params: Params) -> Any:
+        row = self.first(conn, params)
+        return None if row is None else row[0]
+
+    def insert(self, conn: Connection, row: Params) -> int:
+        """Insert one row; its new primary key."""
+        if conn.dialect.name != "sqlite":
+            key = conn.execute(self.statement, dict(row)).inserted_primary_key
+            assert key is not None
+            return int(key[0])
+        cursor = _run(conn, self.compiled(conn.dialect), row)
+        assert cursor.lastrowid is not None
+        return int(cursor.lastrowid)
+
+    def insert_each(self, conn: Connection, rows: Sequence[Params]) -> list[int]:
+        """Insert rows; their new primary keys, in the rows' order."""
+        if not rows:
+            return []
+        if conn.dialect.name != "sqlite":
+            assert isinstance(self.statement, Insert)
+            (key,) = self.statement.table.primary_key
+            returning = self.statement.returning(key, sort_by_parameter_order=True)
+            return [int(r[0]) for r in conn.execute(returning, [dict(r) for r in rows])]
+        compiled = self.compiled(conn.dialect)
+        ids = []
+        for row in rows:
+            cursor = _run(conn, compiled, row)
+            assert cursor.lastrowid is not None
+            ids.append(int(cursor.lastrowid))
+        return ids
+
+    def insert_many(self, conn: Connection, rows: Sequence[Params]) -> None:
+        """Insert rows in one ``executemany``."""
+        if not rows:
+            return
+        if conn.dialect.name != "sqlite":
+            conn.execute(self.statement, [dict(r) for r in rows])
+            return
+        compiled = self.compiled(conn.dialect)
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        values = [_values(compiled, r) for r in rows]
+        try:
+            raw.executemany(compiled.sql, values)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _wrapped(conn.dialect, compiled.sql, exc) from exc
+
+    def compiled(self, dialect: Dialect) -> _Compiled:
+        """The statement as compiled for ``dialect`` (once); a statement that cannot be
+        prepared raises ``ValueError`` here."""
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            found = self._compiled[dialect.name] = self._compile(dialect)
+        return found
+
+    def _compile(self, dialect: Dialect) -> _Compiled:
+        statement = self.statement
+        if isinstance(statement, Insert):
+            compiled = statement.compile(dialect=dialect, column_keys=list(self._columns))
+        else:
+            compiled = statement.compile(dialect=dialect)
+        names = tuple(compiled.positiontup or ())
+        binds = compiled.binds
+        if any(binds[name].expanding for name in names):
+            raise ValueError("a statement with an expanding parameter cannot be prepared")
+        defaults = {
+            name: binds[name].effective_value
+            for name in names
+            if not binds[name].required and name not in self._columns
+        }
+        if isinstance(statement, Insert):
+            missing = set(names) - set(self._columns)
+            if missing:
+                raise ValueError(f"the insert names columns no row gives: {sorted(missing)}")
+        processors = tuple(binds[name].type._cached_bind_processor(dialect) for name in names)
+        make = None
+        results: tuple[Processor, ...] = ()
+        if isinstance(statement, Select):
+            columns = list(statement.selected_columns)
+            keys = [column.key or f"column_{i}" for i, column in enumerate(columns)]
+            row: Any = namedtuple("PreparedRow", keys, rename=True)  # type: ignore[misc]
+            make = row._make
+            results = tuple(
+                column.type._cached_result_processor(dialect, None) for column in columns
+            )
+        return _Compiled(
+            sql=compiled.string,
+            names=names,
+            binds=processors,
+            defaults=defaults,
+            results=results,
+            make=make,
+            any_result_processor=any(p is not None for p in results),
+        )
+
+
+def insert_into(table: Table, *, leaving_out: Sequence[str] = ()) -> Prepared:
+    """An INSERT of every column of ``table`` but its generated key and ``leaving_out``
+    (which take NULL): each row must give all the others."""
+    left = set(leaving_out)
+    if table.autoincrement_column is not None:
+        left.add(table.autoincrement_column.name)
+    return Prepared(table.insert(), columns=[c.name for c in table.columns if c.name not in left])
+
+
+def _result(process: Processor, value: Any) -> Any:
+    return value if process is None or value is None else process(value)
+
+
+def _values(compiled: _Compiled, params: Params) -> list[Any]:
+    values = []
+    for name, process in zip(compiled.names, compiled.binds, strict=True):
+        value = params[name] if name in params else compiled.defaults[name]
+        values.append(value if process is None or value is None else process(value))
+    return values
+
+
+def _run(conn: Connection, compiled: _Compiled, params: Params) -> Any:
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    try:
+        return raw.execute(compiled.sql, _values(compiled, params))
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _wrapped(conn.dialect, compiled.sql, exc) from exc
+
+
+def _wrapped(dialect: Dialect, sql: str, exc: Exception) -> DBAPIError:
+    """The driver's error as SQLAlchemy raises it (``IntegrityError``, ...), its
+    parameters hidden as the engine hides them."""
+    error = DBAPIError.instance(
+        sql,
+        None,
+        exc,
+        dialect.loaded_dbapi.Error,
+        hide_parameters=True,
+        dialect=dialect,
+    )
+    assert isinstance(error, DBAPIError)
+    return error

@@ -1,0 +1,133 @@
+"""Prepared statements (gateway.storage.prepared) give exactly what SQLAlchemy gives.
+
+On SQLite they run on the driver's cursor with SQLAlchemy's type processing done by hand;
+each is compared here with the same statement run by ``Connection.execute``, on a
+database holding accepted readings, corrections and held ones."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import bindparam, select
+from sqlalchemy.exc import IntegrityError
+
+from gateway.bootstrap import Gateway
+from gateway.domain.model import InboundMessage
+from gateway.storage import UnitOfWork
+from gateway.storage import messages as stored_messages
+from gateway.storage import readings as stored_readings
+from gateway.storage import registry as stored_registry
+from gateway.storage import tables as t
+from gateway.storage.prepared import Prepared
+from tests.conftest import Clock
+
+
+async def _history(gw: Gateway, clock: Clock) -> None:
+    """Accepted readings in two periods, a correction, and a held outlier."""
+    texts = [
+        ("1234567890 12345 6789", 0),
+        ("1234567890 12400 6800", 0),  # a correction of the period's readings
+        ("1234567890 12500 6900", 35),  # the next period
+        ("1234567890 99999 6950", 70),  # an outlier: held
+    ]
+    start = clock.now
+    for number, (text, days) in enumerate(texts):
+        clock.now = start + timedelta(days=days)
+        message = InboundMessage("sms", "+79120000001", text, clock(), f"SMprep{number}")
+        await gw.intake(message)
+
+
+def _same(prepared: Prepared, uow: UnitOfWork, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    ours = [tuple(row) for row in prepared.all(uow.conn, params)]
+    theirs = [tuple(row) for row in uow.conn.execute(prepared.statement, params).all()]
+    assert ours == theirs
+    return ours
+
+
+async def test_every_prepared_select_returns_what_sqlalchemy_returns(
+    gw: Gateway, clock: Clock
+) -> None:
+    await _history(gw, clock)
+
+    def compare(uow: UnitOfWork) -> None:
+        for period in ("2020-01", clock.now.strftime("%Y-%m"), "9999-12"):
+            rows = _same(stored_registry._ACCOUNT, uow, {"account": "1234567890", "period": period})
+            assert rows and all(isinstance(row[1], Decimal) for row in rows)
+        found = _same(stored_registry._ALL_TARIFFS, uow, {})
+        assert found and all(isinstance(row[2], Decimal) for row in found)
+        registers = [r.id for r in uow.conn.execute(select(t.registers.c.id))]
+        for count in range(1, min(len(registers), 3) + 1):
+            params: dict[str, Any] = {f"id_{i}": registers[i] for i in range(count)}
+            params["period"] = "9999-12"
+            _same(stored_readings._HISTORY_OF[count], uow, params)
+        (message,) = _same(stored_messages._FIND, uow, {"channel": "sms", "external_id": "SMprep0"})
+        assert message[1] == "accepted"
+        since = clock.now - timedelta(days=400)
+        (counted,) = _same(
+            stored_messages._COUNT,
+            uow,
+            {"channel": "sms", "sender": "+79120000001", "since": since},
+        )
+        assert counted == (4,)
+
+    await gw.db.run(compare)
+
+
+async def test_rows_have_their_columns_as_attributes(gw: Gateway, clock: Clock) -> None:
+    await _history(gw, clock)
+
+    def read(uow: UnitOfWork) -> Any:
+        return stored_messages._FIND.first(uow.conn, {"channel": "sms", "external_id": "SMprep1"})
+
+    row = await gw.db.run(read)
+    assert row is not None
+    assert (row.status, type(row.id)) == ("accepted", int)
+    assert "12400" in row.outcome
+
+
+async def test_prepared_inserts_store_what_sqlalchemy_reads_back(gw: Gateway) -> None:
+    received = datetime(2026, 3, 5, 10, 30, 15, 123456, tzinfo=UTC)
+    row = {
+        "channel": "sms",
+        "external_id": "SMinsert",
+        "sender": "+79120000009",
+        "text": "текст",
+        "received_at": received,
+        "status": "rejected",
+        "error_code": "unparseable",
+        "account": None,
+        "reply": None,
+        "outcome": "{}",
+    }
+
+    def insert(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+        new_id = stored_messages._RECORD.insert(uow.conn, row)
+        stored = uow.conn.execute(select(t.messages).where(t.messages.c.id == new_id)).one()
+        return new_id, dict(stored._mapping)
+
+    new_id, stored = await gw.db.run(insert)
+    assert stored == {"id": new_id, **row}
+    assert stored["received_at"].tzinfo is not None
+
+    # The unique (channel, external_id) is SQLAlchemy's IntegrityError, as before.
+    with pytest.raises(IntegrityError):
+        await gw.db.run(lambda uow: stored_messages._RECORD.insert(uow.conn, row))
+
+
+def test_statements_that_cannot_be_prepared_are_refused_when_compiled() -> None:
+    from sqlalchemy.dialects import sqlite
+
+    listed = Prepared(
+        select(t.messages.c.id).where(t.messages.c.id.in_(bindparam("ids", expanding=True)))
+    )
+    with pytest.raises(ValueError, match="expanding"):
+        listed.compiled(sqlite.dialect())
+    # The outbox's status and attempts have Python-side defaults, which only
+    # SQLAlchemy's own execution fills in: a row must give them.
+    given = ("reading_id", "register_id", "idempotency_key", "payload", "created_at")
+    short = Prepared(t.outbox.insert(), columns=given)
+    with pytest.raises(ValueError, match="no row gives"):
+        short.compiled(sqlite.dialect())
