@@ -65,7 +65,12 @@ class Prepared:
         if not compiled.any_result_processor:
             return [make(r) for r in rows]
         processors = compiled.results
-        return [make([_result(p, v) for p, v in zip(processors, r, strict=True)]) for r in rows]
+        return [
+            make(
+                [v if p is None or v is None else p(v) for p, v in zip(processors, r, strict=True)]
+            )
+            for r in rows
+        ]
 
     def first(self, conn: Connection, params: Params) -> Any | None:
         rows = self.all(conn, params)
@@ -176,16 +181,13 @@ def insert_into(table: Table, *, leaving_out: Sequence[str] = ()) -> Prepared:
     return Prepared(table.insert(), columns=[c.name for c in table.columns if c.name not in left])
 
 
-def _result(process: Processor, value: Any) -> Any:
-    return value if process is None or value is None else process(value)
-
-
 def _values(compiled: _Compiled, params: Params) -> list[Any]:
-    values = []
-    for name, process in zip(compiled.names, compiled.binds, strict=True):
-        value = params[name] if name in params else compiled.defaults[name]
-        values.append(value if process is None or value is None else process(value))
-    return values
+    if compiled.defaults:
+        params = {**compiled.defaults, **params}
+    return [
+        v if p is None or v is None else p(v)
+        for v, p in zip([params[name] for name in compiled.names], compiled.binds, strict=True)
+    ]
 
 
 def _run(conn: Connection, compiled: _Compiled, params: Params) -> Any:
