@@ -31,13 +31,15 @@ async def _history(gw: Gateway, clock: Clock) -> None:
         ("1234567890 12345 6789", 0),
         ("1234567890 12400 6800", 0),  # a correction of the period's readings
         ("1234567890 12500 6900", 35),  # the next period
-        ("1234567890 99999 6950", 70),  # an outlier: held
+        ("1234567890 13450 6950", 70),  # 950 in 35 days against about 500 in 75: held
     ]
     start = clock.now
+    statuses = []
     for number, (text, days) in enumerate(texts):
         clock.now = start + timedelta(days=days)
         message = InboundMessage("sms", "+79120000001", text, clock(), f"SMprep{number}")
-        await gw.intake(message)
+        statuses.append((await gw.intake(message)).status)
+    assert statuses == ["accepted", "accepted", "accepted", "held"]
 
 
 def _same(prepared: Prepared, uow: UnitOfWork, params: dict[str, Any]) -> list[tuple[Any, ...]]:
