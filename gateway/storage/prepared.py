@@ -56,7 +56,7 @@ class Prepared:
         if conn.dialect.name != "sqlite":
             return conn.execute(self.statement, dict(params)).all()
         compiled = self.compiled(conn.dialect)
-        cursor = _run(conn, compiled, params)
+        cursor = _run(conn, compiled, _values(compiled, params))
         rows: list[Any] = cursor.fetchall()
         if not rows:
             return rows
@@ -86,7 +86,8 @@ class Prepared:
             key = conn.execute(self.statement, dict(row)).inserted_primary_key
             assert key is not None
             return int(key[0])
-        cursor = _run(conn, self.compiled(conn.dialect), row)
+        compiled = self.compiled(conn.dialect)
+        cursor = _run(conn, compiled, _values(compiled, row))
         assert cursor.lastrowid is not None
         return int(cursor.lastrowid)
 
@@ -102,7 +103,7 @@ class Prepared:
         compiled = self.compiled(conn.dialect)
         ids = []
         for row in rows:
-            cursor = _run(conn, compiled, row)
+            cursor = _run(conn, compiled, _values(compiled, row))
             assert cursor.lastrowid is not None
             ids.append(int(cursor.lastrowid))
         return ids
@@ -115,13 +116,7 @@ class Prepared:
             conn.execute(self.statement, [dict(r) for r in rows])
             return
         compiled = self.compiled(conn.dialect)
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        values = [_values(compiled, r) for r in rows]
-        try:
-            raw.executemany(compiled.sql, values)
-        except conn.dialect.loaded_dbapi.Error as exc:
-            raise _wrapped(conn.dialect, compiled.sql, exc) from exc
+        _run(conn, compiled, [_values(compiled, r) for r in rows], many=True)
 
     def compiled(self, dialect: Dialect) -> _Compiled:
         """The statement as compiled for ``dialect`` (once); a statement that cannot be
@@ -190,11 +185,14 @@ def _values(compiled: _Compiled, params: Params) -> list[Any]:
     ]
 
 
-def _run(conn: Connection, compiled: _Compiled, params: Params) -> Any:
+def _run(conn: Connection, compiled: _Compiled, values: list[Any], *, many: bool = False) -> Any:
+    """The statement on the connection's driver cursor: once, or once per values list."""
     raw = conn.connection.driver_connection
     assert raw is not None
     try:
-        return raw.execute(compiled.sql, _values(compiled, params))
+        if many:
+            return raw.executemany(compiled.sql, values)
+        return raw.execute(compiled.sql, values)
     except conn.dialect.loaded_dbapi.Error as exc:
         raise _wrapped(conn.dialect, compiled.sql, exc) from exc
 

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import ColumnElement, Select, bindparam, select
 from sqlalchemy.engine import Connection
 
 from gateway.domain.errors import AccountNeeded
@@ -20,12 +20,16 @@ from gateway.storage import tables as t
 from gateway.storage.prepared import Prepared, insert_into
 
 _m, _r, _reg = t.messages.c, t.readings.c, t.registers.c
-_HISTORY = select(_r.register_id, _r.consumption, _r.days).where(
-    _r.register_id.in_(bindparam("ids", expanding=True)),
-    _r.status == "accepted",
-    _r.period < bindparam("period"),
-    _r.days > 0,
-)
+
+
+def _history(registers: ColumnElement[bool]) -> Select[Any]:
+    """The accepted readings of ``registers`` before a period that cover some days."""
+    return select(_r.register_id, _r.consumption, _r.days).where(
+        registers, _r.status == "accepted", _r.period < bindparam("period"), _r.days > 0
+    )
+
+
+_HISTORY = _history(_r.register_id.in_(bindparam("ids", expanding=True)))
 # The readings of a period a newer one supersedes.
 _IN_FORCE = select(_r.id, _r.register_id, _r.status).where(
     _r.register_id.in_(bindparam("registers", expanding=True)),
@@ -70,17 +74,10 @@ _INSERT_OUTBOX = insert_into(
     t.outbox, leaving_out=["next_attempt_at", "lease_until", "delivered_at", "last_error"]
 )
 _PREPARED_HISTORY_MAX = 8
-_HISTORY_OF = [
-    Prepared(
-        select(_r.register_id, _r.consumption, _r.days).where(
-            _r.register_id.in_([bindparam(f"id_{i}") for i in range(count)]),
-            _r.status == "accepted",
-            _r.period < bindparam("period"),
-            _r.days > 0,
-        )
-    )
-    for count in range(_PREPARED_HISTORY_MAX + 1)
-]
+_HISTORY_OF = {
+    count: Prepared(_history(_r.register_id.in_([bindparam(f"id_{i}") for i in range(count)])))
+    for count in range(1, _PREPARED_HISTORY_MAX + 1)
+}
 
 
 def _outbox_payload(
