@@ -14,6 +14,7 @@ import structlog
 
 from billing_bridge.charge import preliminary_charge
 from gateway import metrics
+from gateway.coalesce import Coalescer, Settled
 from gateway.domain import matching, rules
 from gateway.domain.authorization import OMISSIBLE_CHANNELS, ChannelAuthorization, Scope
 from gateway.domain.errors import AlreadyRecorded, ErrorCode, StorageUnavailable
@@ -44,7 +45,7 @@ from gateway.domain.outcome import (
 from gateway.domain.periods import WindowPolicy, place
 from gateway.domain.ports import Authorizer, ChargeQuote, Renderer
 from gateway.domain.privacy import mask_sender
-from gateway.domain.store import NewReading, Outbound, Store, Transactor
+from gateway.domain.store import NewReading, Outbound, Store, StoredMessage, Taken, Transactor
 from gateway.settings import Settings
 from parsers import Command, ParseError, Submission, parse_list, parse_message
 from parsers import ListLine as ParsedLine
@@ -81,6 +82,8 @@ class _Handled:
 
 # Lines of a list decided in one transaction.
 LIST_BATCH = 500
+# The most concurrent messages decided together in one transaction.
+MESSAGE_BATCH = 64
 
 
 class Intake:
@@ -117,6 +120,7 @@ class Intake:
         self._authorizer = authorizer or ChannelAuthorization()
         self._notifiable = notifiable
         self._queued_replies = queued_replies
+        self._batches: Coalescer[_Item, _Handled] = Coalescer(self._store_batch, MESSAGE_BATCH)
 
     async def __call__(self, message: InboundMessage) -> Outcome:
         """Handle one message; it is stored with its outcome before this returns.
@@ -153,12 +157,7 @@ class Intake:
         self, message: InboundMessage, parsed: _Read, started: float | None = None
     ) -> Outcome:
         try:
-            try:
-                handled = await self._db.run(lambda uow: self._handle(uow, message, parsed))
-            except AlreadyRecorded:
-                # A concurrent delivery of the same external id committed first: this
-                # attempt now finds it and answers exactly as that one did.
-                handled = await self._db.run(lambda uow: self._handle(uow, message, parsed))
+            handled = await self._batches.submit((message, parsed))
             outcome = await self._billing_charge(handled)
             if message.channel in self._queued_replies and not handled.queued:
                 await self._queue_reply_after(message, handled, outcome)
@@ -262,11 +261,11 @@ class Intake:
         scope = self._authorizer.scope(uow.registry, message.origin)
         period = place(self._today(message), self._settings.window).period
         numbers = [line.result.account for line in lines if isinstance(line.result, Submission)]
-        batch = _Batch.load(uow, message, message_id, numbers, period)
+        batch = _Batch.load(uow, numbers, period)
         for line in lines:
             decision = self._evaluate(uow, message, _Read(line.result), scope, batch)
             decision.outcome = self._worded(message.channel, decision.outcome)
-            batch.take(decision)
+            batch.take(message_id, message.received_at, decision)
             added.append(ListLine(line.number, line.text, decision.outcome))
         batch.flush()
         if last:
@@ -328,9 +327,53 @@ class Intake:
         reply = outcome.reply
         await self._db.run(lambda uow: _queue_reply(uow, message, message_id, reply))
 
-    def _handle(self, uow: Store, message: InboundMessage, parsed: _Read) -> _Handled:
+    async def _store_batch(self, items: list[_Item]) -> list[Settled]:
+        """Messages that arrived together, decided in one unit of work (see
+        :class:`_Batch`): a few statements for all of them, one commit. Should the batch
+        fail — an error in one message, or another process recording one of them first —
+        each is handled again alone, so only what fails alone fails."""
+        if len(items) > 1:
+            try:
+                handled = await self._db.run(partial(self._handle_many, items=items))
+            except StorageUnavailable as exc:
+                return [(False, exc)] * len(items)
+            except Exception as exc:
+                log.warning("batch_split", messages=len(items), error=type(exc).__name__)
+                metrics.batch(len(items), split=True)
+            else:
+                metrics.batch(len(items))
+                return [(True, one) for one in handled]
+        else:
+            metrics.batch(1)
+        settled: list[Settled] = []
+        for item in items:
+            try:
+                settled.append((True, await self._store_alone(item)))
+            except Exception as exc:
+                settled.append((False, exc))
+        return settled
+
+    async def _store_alone(self, item: _Item) -> _Handled:
+        try:
+            handled = await self._db.run(partial(self._handle_many, items=[item]))
+        except AlreadyRecorded:
+            # A concurrent delivery of the same external id committed first: this
+            # attempt now finds it and answers exactly as that one did.
+            handled = await self._db.run(partial(self._handle_many, items=[item]))
+        return handled[0]
+
+    def _handle_many(self, uow: Store, items: Sequence[_Item]) -> list[_Handled]:
+        period = place(self._today(items[0][0]), self._settings.window).period
+        batch = _Batch.for_messages(uow, items, period)
+        handled = [self._handle(uow, message, parsed, batch) for message, parsed in items]
+        batch.flush()
+        return handled
+
+    def _handle(
+        self, uow: Store, message: InboundMessage, parsed: _Read, batch: _Batch
+    ) -> _Handled:
         if message.external_id is not None:
-            stored = uow.messages.find(message.channel, message.external_id)
+            stored = batch.find(message.channel, message.external_id)
             if stored is not None:
                 earlier = Outcome.from_json(stored.outcome)
                 handled = _Handled(message.channel, earlier, earlier_id=stored.id)
@@ -338,24 +381,21 @@ class Intake:
                     _queue_reply(uow, message, stored.id, earlier.reply)
                     handled.queued = True
                 return handled
-        if message.sender:
-            uow.messages.lock_sender(message.channel, message.sender)
-        if message.sender and self._is_rate_limited(uow, message):
+        if message.sender and self._is_rate_limited(uow, message, batch):
             decision = _Decision(_rejected(None, ErrorCode.RATE_LIMITED, Unanswered()))
         else:
-            decision = self._evaluate(uow, message, parsed)
+            decision = self._evaluate(uow, message, parsed, batch=batch)
         # The charge is final here unless billing's own replaces it: word it now, so the
         # audit row holds the reply that goes out.
         decision.outcome = self._worded(message.channel, decision.outcome)
-        message_id = uow.messages.record(message, decision.outcome)
-        _store_readings(uow, message_id, message, decision)
-        handled = _Handled(message.channel, decision.outcome, message_id, decision)
+        handled = _Handled(message.channel, decision.outcome, None, decision)
         # Queued with the message unless billing's own charge may still reword it.
         final = self._quote is None or decision.charge_on is None
         if message.channel in self._queued_replies and final:
-            if decision.outcome.reply is not None:
-                _queue_reply(uow, message, message_id, decision.outcome.reply)
             handled.queued = True
+        # Recorded (and its id set) when the batch stores what it decided.
+        batch.record(message, handled)
+        batch.take(handled, message.received_at, decision)
         return handled
 
     def _worded(self, channel: str, outcome: Outcome) -> Outcome:
@@ -369,9 +409,14 @@ class Intake:
             error = replace(error, message=reply or error.code)
         return replace(outcome, reply=reply, error=error)
 
-    def _is_rate_limited(self, uow: Store, message: InboundMessage) -> bool:
+    def _is_rate_limited(
+        self, uow: Store, message: InboundMessage, batch: _Batch | None = None
+    ) -> bool:
         since = message.received_at - timedelta(minutes=1)
-        recent = uow.messages.count_recent(message.channel, message.sender, since)
+        if batch is None:
+            recent = uow.messages.count_recent(message.channel, message.sender, since)
+        else:
+            recent = batch.count_recent(message.channel, message.sender, since)
         return recent >= self._settings.rate_limit_per_minute
 
     def _today(self, message: InboundMessage) -> date:
@@ -408,7 +453,7 @@ class Intake:
                 parsed = Submission(implied[0], read.without_account.items)
                 account = _account(uow, parsed.account, placement.period, batch)
         if isinstance(parsed, ParseError):
-            return _Decision(self._unreadable(uow, message, parsed))
+            return _Decision(self._unreadable(uow, message, parsed, batch))
         if account is None:
             unknown = UnknownAccount(parsed.account)
             return _Decision(_rejected(parsed.account, ErrorCode.UNKNOWN_ACCOUNT, unknown))
@@ -451,7 +496,7 @@ class Intake:
         history = (
             uow.readings.history_totals(registers, placement.period)
             if batch is None
-            else batch.history
+            else batch.history_of(registers, placement.period)
         )
         held = rules.outliers(
             result,
@@ -479,11 +524,15 @@ class Intake:
         held = HeldForReview(account, notify=message.channel in self._notifiable)
         return Outcome(Status.HELD, account, None, readings=lines, reason=held)
 
-    def _unreadable(self, uow: Store, message: InboundMessage, err: ParseError) -> Outcome:
+    def _unreadable(
+        self, uow: Store, message: InboundMessage, err: ParseError, batch: _Batch | None
+    ) -> Outcome:
         """Text that is not readings: the help once a day for chatter, else the problem and
         the format of the sender's account when the text starts with a known account."""
         if err.code == ErrorCode.NOT_READINGS:
             since = message.received_at - timedelta(days=1)
+            if batch is not None:
+                batch.flush()  # the batch's own earlier messages count too
             helped = uow.messages.count_recent(
                 message.channel, message.sender, since, error_code=ErrorCode.NOT_READINGS
             )
@@ -570,6 +619,10 @@ class _Read:
     without_account: Submission | None = None
 
 
+# A message and its text as parsed: what a batch of messages is made of.
+_Item = tuple[InboundMessage, _Read]
+
+
 async def _read(text: str, *, omissible: bool) -> _Read:
     if len(text) <= _INLINE_PARSE_CHARS:
         return _read_now(text, omissible)
@@ -599,90 +652,133 @@ def _account(uow: Store, number: str, period: str, batch: _Batch | None) -> Acco
     """The account a submission names, locked for the rest of the unit of work."""
     if batch is None:
         return uow.registry.load_account(number, period, lock=True)
-    return batch.account(number)
+    return batch.account(number, period)
 
 
 @dataclass
 class _Batch:
-    """The lines of a list decided in one unit of work, shaped for few statements: their
-    accounts are loaded (and locked) in one query and their registers' history in
-    another; the readings they take are stored together at the end — or before a later
-    line of an account that already took some is decided, so that line sees them (a
-    repeated line is a duplicate, a changed one a correction)."""
+    """Submissions decided in one unit of work — the lines of a list, or messages that
+    arrived together — shaped for few statements: their accounts are loaded (and locked)
+    in one query and their registers' history in another; for messages, their earlier
+    deliveries are looked up in one query and their senders' recent messages (the rate
+    limit) in another. The readings they take are stored together at the end — or before
+    a later submission for an account that already took some is decided, so it sees them
+    (a repeat is a duplicate, a change a correction). What was looked up ahead holds only
+    until the batch itself changes it: a second message with the same provider id or
+    from the same sender is looked up again, and so sees the first."""
 
     uow: Store
-    message: InboundMessage
-    message_id: int
     period: str
     accounts: dict[str, Account]
     history: dict[int, tuple[Decimal, int]]
-    pending: list[_Decision] = field(default_factory=list)
+    found: dict[tuple[str, str], StoredMessage] = field(default_factory=dict)
+    recent: dict[tuple[str, str], list[datetime]] = field(default_factory=dict)
+    # Provider ids and senders (by channel) a message of the batch already had.
+    seen: set[tuple[str, str, str]] = field(default_factory=set)
+    # Messages decided, to be recorded: their ids are set on their _Handled then.
+    recording: list[tuple[InboundMessage, _Handled]] = field(default_factory=list)
+    # Readings taken, with the message they came in (its id, or its _Handled).
+    pending: list[tuple[int | _Handled, datetime, _Decision]] = field(default_factory=list)
     touched: set[str] = field(default_factory=set)
 
     @classmethod
-    def load(
-        cls,
-        uow: Store,
-        message: InboundMessage,
-        message_id: int,
-        numbers: Sequence[str],
-        period: str,
-    ) -> _Batch:
+    def load(cls, uow: Store, numbers: Sequence[str], period: str) -> _Batch:
         accounts = uow.registry.load_accounts(numbers, period, lock=True)
         registers = [r.id for account in accounts.values() for r in account.registers]
         history = uow.readings.history_totals(registers, period) if registers else {}
-        return cls(uow, message, message_id, period, accounts, history)
+        return cls(uow, period, accounts, history)
 
-    def account(self, number: str) -> Account | None:
+    @classmethod
+    def for_messages(cls, uow: Store, items: Sequence[_Item], period: str) -> _Batch:
+        """Senders are locked before accounts, as a message alone locks them."""
+        found: dict[tuple[str, str], StoredMessage] = {}
+        recent: dict[tuple[str, str], list[datetime]] = {}
+        for channel in {message.channel for message, _ in items}:
+            mine = [message for message, _ in items if message.channel == channel]
+            ids = [m.external_id for m in mine if m.external_id is not None]
+            for external_id, stored in uow.messages.find_many(channel, ids).items():
+                found[channel, external_id] = stored
+            senders = sorted({m.sender for m in mine if m.sender})
+            if senders:
+                uow.messages.lock_senders(channel, senders)
+                since = min(m.received_at for m in mine) - timedelta(minutes=1)
+                for sender, times in uow.messages.recent(channel, senders, since).items():
+                    recent[channel, sender] = times
+        numbers = [
+            read.first.account for _, read in items if isinstance(read.first, Submission | Entered)
+        ]
+        batch = cls.load(uow, numbers, period)
+        batch.found, batch.recent = found, recent
+        return batch
+
+    def find(self, channel: str, external_id: str) -> StoredMessage | None:
+        if ("id", channel, external_id) in self.seen:
+            self.flush()
+            return self.uow.messages.find(channel, external_id)
+        self.seen.add(("id", channel, external_id))
+        return self.found.get((channel, external_id))
+
+    def count_recent(self, channel: str, sender: str, since: datetime) -> int:
+        if ("sender", channel, sender) in self.seen or (channel, sender) not in self.recent:
+            self.flush()
+            return self.uow.messages.count_recent(channel, sender, since)
+        self.seen.add(("sender", channel, sender))
+        return sum(1 for at in self.recent[channel, sender] if at > since)
+
+    def record(self, message: InboundMessage, handled: _Handled) -> None:
+        self.recording.append((message, handled))
+
+    def account(self, number: str, period: str) -> Account | None:
         if number in self.touched:
             self.flush()
             self.accounts.pop(number, None)
+        if period != self.period:  # a batch across midnight into another period
+            return self.uow.registry.load_account(number, period, lock=True)
         if number not in self.accounts:
             found = self.uow.registry.load_account(number, self.period, lock=True)
             if found is None:
                 return None
             self.accounts[number] = found
+            known = [r.id for r in found.registers if r.id not in self.history]
+            if known:
+                self.history.update(self.uow.readings.history_totals(known, self.period))
         return self.accounts[number]
 
-    def take(self, decision: _Decision) -> None:
+    def history_of(self, registers: Sequence[int], period: str) -> dict[int, tuple[Decimal, int]]:
+        if period != self.period:
+            return self.uow.readings.history_totals(registers, period)
+        return self.history
+
+    def take(self, message: int | _Handled, taken_at: datetime, decision: _Decision) -> None:
         if decision.readings:
-            self.pending.append(decision)
+            self.pending.append((message, taken_at, decision))
             self.touched.update(r.register.account for r in decision.readings)
 
     def flush(self) -> None:
-        """Store the pending readings: accepted ones in one call, held ones in another."""
-        for held in (False, True):
-            decisions = [d for d in self.pending if d.held is held]
-            if not decisions:
-                continue
-            first = decisions[0]
-            assert first.taken_on is not None and first.period is not None
-            self.uow.readings.add(
-                self.message_id,
-                [r for d in decisions for r in d.readings],
-                self.message.received_at,
-                first.taken_on,
-                first.period,
-                held=held,
-            )
+        """Record the decided messages in one statement (queueing the replies of channels
+        that queue them), then store the pending readings: one call per kind (accepted,
+        held) and date."""
+        if self.recording:
+            recorded = [(message, handled.outcome) for message, handled in self.recording]
+            ids = self.uow.messages.record_many(recorded)
+            for (message, handled), message_id in zip(self.recording, ids, strict=True):
+                handled.message_id = message_id
+                if handled.queued and handled.outcome.reply is not None:
+                    _queue_reply(self.uow, message, message_id, handled.outcome.reply)
+            self.recording.clear()
+        groups: dict[tuple[bool, date, str], list[Taken]] = {}
+        for ref, taken_at, decision in self.pending:
+            assert decision.taken_on is not None and decision.period is not None
+            of = ref if isinstance(ref, int) else ref.message_id
+            assert of is not None
+            key = (decision.held, decision.taken_on, decision.period)
+            taken = groups.setdefault(key, [])
+            taken.extend(Taken(of, taken_at, r) for r in decision.readings)
+        # Accepted ones first (a stable sort: otherwise in the order they were decided).
+        for (held, taken_on, period), taken in sorted(groups.items(), key=lambda g: g[0][0]):
+            self.uow.readings.add_many(taken, taken_on, period, held=held)
         self.pending.clear()
         self.touched.clear()
-
-
-def _store_readings(
-    uow: Store, message_id: int, message: InboundMessage, decision: _Decision
-) -> None:
-    """The readings a decision took, stored with the message they came in."""
-    if decision.readings:
-        assert decision.taken_on is not None and decision.period is not None
-        uow.readings.add(
-            message_id,
-            decision.readings,
-            message.received_at,
-            decision.taken_on,
-            decision.period,
-            held=decision.held,
-        )
 
 
 def _queue_reply(uow: Store, message: InboundMessage, message_id: int, reply: str) -> None:

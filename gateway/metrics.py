@@ -10,6 +10,9 @@ Names (a public contract, like the log events: add, never rename):
 
 - ``gateway_messages_total{channel, status, error}`` — messages handled (a list is one);
 - ``gateway_intake_seconds{channel}`` — receiving to decided and stored, per message;
+- ``gateway_intake_batch_messages`` — messages decided together in one transaction (those
+  that arrive while the previous batch is stored); ``gateway_intake_batch_splits_total``
+  — batches handled again message by message because one of them failed;
 - ``gateway_billing_request_seconds{outcome}`` — each delivery to billing's API, by
   ``delivered`` / ``retry`` / ``failed`` / ``error``;
 - ``gateway_queue_rows{queue, state}`` — ``outbox`` (billing) ``pending`` / ``failed``,
@@ -49,6 +52,14 @@ INTAKE_SECONDS = Histogram(
     ["channel"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+INTAKE_BATCH = Histogram(
+    "gateway_intake_batch_messages",
+    "Messages decided together in one transaction",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+INTAKE_SPLITS = Counter(
+    "gateway_intake_batch_splits", "Batches handled again message by message after a failure"
+)
 BILLING_SECONDS = Histogram(
     "gateway_billing_request_seconds",
     "Seconds per delivery to billing's API, by outcome",
@@ -72,6 +83,14 @@ def handled(channel: str, status: str, error: str | None, seconds: float) -> Non
     """One message handled by the intake."""
     MESSAGES.labels(channel, status, error or "").inc()
     INTAKE_SECONDS.labels(channel).observe(seconds)
+
+
+def batch(messages: int, *, split: bool = False) -> None:
+    """One batch of messages decided together (``split``: failed, and handled again
+    message by message)."""
+    INTAKE_BATCH.observe(messages)
+    if split:
+        INTAKE_SPLITS.inc()
 
 
 def queues(outbox: tuple[int, int, float | None], outbound: tuple[int, int, float | None]) -> None:

@@ -36,6 +36,7 @@ from gateway.domain.store import (
     Store,
     StoredMessage,
     StoredReading,
+    Taken,
     Transactor,
 )
 
@@ -134,8 +135,31 @@ class MemoryMessages(_Part):
             and (error_code is None or r.error_code == error_code)
         )
 
+    def find_many(self, channel: str, external_ids: Sequence[str]) -> dict[str, StoredMessage]:
+        found = {external_id: self.find(channel, external_id) for external_id in external_ids}
+        return {external_id: row for external_id, row in found.items() if row is not None}
+
+    def recent(
+        self, channel: str, senders: Sequence[str], since: datetime
+    ) -> dict[str, list[datetime]]:
+        return {
+            sender: [
+                r.message.received_at
+                for r in self._s.messages
+                if (r.message.channel, r.message.sender) == (channel, sender)
+                and r.message.received_at > since
+            ]
+            for sender in senders
+        }
+
     def lock_sender(self, channel: str, sender: str) -> None:
         """Nothing to do: units of work run one at a time."""
+
+    def lock_senders(self, channel: str, senders: Sequence[str]) -> None:
+        """Nothing to do: units of work run one at a time."""
+
+    def record_many(self, recorded: Sequence[tuple[InboundMessage, Outcome]]) -> list[int]:
+        return [self.record(message, outcome) for message, outcome in recorded]
 
     def record(self, message: InboundMessage, outcome: Outcome) -> int:
         if message.external_id is not None and self.find(message.channel, message.external_id):
@@ -222,19 +246,26 @@ class MemoryReadings(_Part):
         *,
         held: bool = False,
     ) -> list[int]:
-        corrected = [item.register.id for item in items if item.register.current is not None]
+        taken = [Taken(message_id, taken_at, item) for item in items]
+        return self.add_many(taken, taken_on, period, held=held)
+
+    def add_many(
+        self, taken: Sequence[Taken], taken_on: date, period: str, *, held: bool = False
+    ) -> list[int]:
+        corrected = [t.reading.register.id for t in taken if t.reading.register.current is not None]
         replaced = self._supersede(corrected, period, ("held",) if held else ("accepted", "held"))
         ids = []
-        for item in items:
+        for t in taken:
+            item = t.reading
             row = ReadingRow(
-                len(self._s.readings) + 1, item.register.id, message_id, item.value,
-                item.previous, item.consumption, item.days, taken_at, taken_on, period,
+                len(self._s.readings) + 1, item.register.id, t.message_id, item.value,
+                item.previous, item.consumption, item.days, t.taken_at, taken_on, period,
                 "held" if held else "accepted", replaced.get(item.register.id),
             )  # fmt: skip
             self._s.readings.append(row)
             ids.append(row.id)
             if not held:
-                self._enqueue(row, taken_at)
+                self._enqueue(row, t.taken_at)
         return ids
 
     def history_totals(

@@ -45,6 +45,15 @@ class NewReading:
 
 
 @dataclass(frozen=True, slots=True)
+class Taken:
+    """A reading to store with the message it came in and when that was received."""
+
+    message_id: int
+    taken_at: datetime
+    reading: NewReading
+
+
+@dataclass(frozen=True, slots=True)
 class StoredReading:
     reading_id: int
     message_id: int
@@ -80,10 +89,28 @@ class MessageStore(Protocol):
         count of the sender's recent messages cannot miss one committed meanwhile."""
         ...
 
+    def find_many(self, channel: str, external_ids: Sequence[str]) -> dict[str, StoredMessage]:
+        """:meth:`find` for many provider ids at once, by id; the unknown ones left out."""
+        ...
+
+    def recent(
+        self, channel: str, senders: Sequence[str], since: datetime
+    ) -> dict[str, list[datetime]]:
+        """When each of ``senders`` sent the messages recorded after ``since``."""
+        ...
+
+    def lock_senders(self, channel: str, senders: Sequence[str]) -> None:
+        """:meth:`lock_sender` for many senders, always in one order (no deadlock)."""
+        ...
+
     def record(self, message: InboundMessage, outcome: Outcome) -> int:
         """The audit row: the message as received and what became of it; its id. Raises
         :class:`~gateway.domain.errors.AlreadyRecorded` when a message with the same
         channel and provider id is recorded already (a concurrent delivery of it)."""
+        ...
+
+    def record_many(self, recorded: Sequence[tuple[InboundMessage, Outcome]]) -> list[int]:
+        """:meth:`record` for several messages at once; their ids, in order."""
         ...
 
     def update_outcome(self, message_id: int, outcome: Outcome) -> None:
@@ -138,6 +165,12 @@ class ReadingStore(Protocol):
         """Store readings. An accepted reading supersedes what its register already has for
         the period and is queued for billing in the same unit of work; a held one
         supersedes only an earlier held one."""
+        ...
+
+    def add_many(
+        self, taken: Sequence[Taken], taken_on: date, period: str, *, held: bool = False
+    ) -> list[int]:
+        """:meth:`add` for readings of several messages (at most one per register)."""
         ...
 
     def history_totals(

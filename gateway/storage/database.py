@@ -18,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from gateway.coalesce import Coalescer
 from gateway.domain.errors import SchemaMismatch, StorageUnavailable
 from gateway.storage import schema
 from gateway.storage.chats import SqlChats
@@ -54,8 +55,7 @@ class Database:
         self._thread: ThreadPoolExecutor | None = None
         self._writer: Connection | None = None
         # Group commit (SQLite): units of work waiting for the writer thread.
-        self._waiting: list[tuple[Work[Any], asyncio.Future[Any]]] = []
-        self._writing = False
+        self._groups: Coalescer[Work[Any], Any] = Coalescer(self._write_group, GROUP_MAX)
         if self.is_sqlite:
             database = parsed.database
             if database and database != ":memory:":
@@ -120,32 +120,12 @@ class Database:
         BEGIN and one COMMIT for them all, one hop to the writer thread. Each gets its
         result only after that COMMIT, exactly as alone; one that raises is rolled back
         to its savepoint and gets its exception, the others are unaffected."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._waiting.append((work, future))
-        if not self._writing:
-            self._writing = True
-            asyncio.get_running_loop().create_task(self._write_groups())
-        return await future
+        result: T = await self._groups.submit(work)
+        return result
 
-    async def _write_groups(self) -> None:
+    async def _write_group(self, works: list[Work[Any]]) -> list[tuple[bool, Any]]:
         loop = asyncio.get_running_loop()
-        try:
-            while self._waiting:
-                group, self._waiting = self._waiting[:GROUP_MAX], self._waiting[GROUP_MAX:]
-                works = [work for work, _ in group]
-                try:
-                    results = await loop.run_in_executor(self._thread, self._run_group, works)
-                except BaseException as exc:  # the executor itself failed (shutting down)
-                    results = [(False, exc)] * len(group)
-                for (_, future), (ok, value) in zip(group, results, strict=True):
-                    if future.done():
-                        continue
-                    if ok:
-                        future.set_result(value)
-                    else:
-                        future.set_exception(value)
-        finally:
-            self._writing = False
+        return await loop.run_in_executor(self._thread, self._run_group, works)
 
     def _run_group(self, works: list[Work[Any]]) -> list[tuple[bool, Any]]:
         """On the writer thread: ``works`` in one transaction, a savepoint each."""

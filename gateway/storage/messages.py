@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import BigInteger, bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -19,7 +21,7 @@ from gateway.domain.model import (
 from gateway.domain.outcome import Outcome
 from gateway.domain.store import StoredMessage
 from gateway.storage import tables as t
-from gateway.storage.prepared import Prepared, insert_into
+from gateway.storage.prepared import OneOf, Prepared, insert_into
 
 _m = t.messages.c
 _FIND_MESSAGE = select(_m.id, _m.status, _m.outcome).where(
@@ -35,7 +37,27 @@ _COUNT_RECENT_WITH_CODE = _COUNT_RECENT.where(_m.error_code == bindparam("error_
 _FIND = Prepared(_FIND_MESSAGE)
 _COUNT = Prepared(_COUNT_RECENT)
 _RECORD = insert_into(t.messages)
+_RECENT_OF_ONE = Prepared(
+    select(_m.sender, _m.received_at).where(
+        _m.channel == bindparam("channel"),
+        _m.sender == bindparam("sender"),
+        _m.received_at > bindparam("since"),
+    )
+)
 _LOCK_SENDER = select(func.pg_advisory_xact_lock(bindparam("key")))
+# Many senders' locks in one statement, taken in the order of the (sorted) keys.
+_LOCK_SENDERS = text(
+    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"
+).bindparams(bindparam("keys", type_=ARRAY(BigInteger)))
+_FIND_MESSAGES = select(_m.external_id, _m.id, _m.status, _m.outcome).where(
+    _m.channel == bindparam("channel"),
+    OneOf(_m.external_id, "external_ids"),
+)
+_RECENT = select(_m.sender, _m.received_at).where(
+    _m.channel == bindparam("channel"),
+    OneOf(_m.sender, "senders"),
+    _m.received_at > bindparam("since"),
+)
 
 
 def fit(value: str, length: int | None) -> str:
@@ -46,6 +68,29 @@ def fit(value: str, length: int | None) -> str:
         return value
     digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:12]
     return value[: length - len(digest) - 1] + "…" + digest
+
+
+def _message_row(message: InboundMessage, outcome: Outcome) -> dict[str, Any]:
+    return {
+        "channel": message.channel,
+        "external_id": (
+            None if message.external_id is None else fit(message.external_id, _EXTERNAL_ID_LENGTH)
+        ),
+        "sender": fit(message.sender, _SENDER_LENGTH),
+        "text": message.text,
+        "received_at": message.received_at,
+        "status": outcome.status.value,
+        "error_code": outcome.error.code if outcome.error else None,
+        "account": None if outcome.account is None else fit(outcome.account, _ACCOUNT_LENGTH),
+        "reply": outcome.reply,
+        "outcome": json.dumps(outcome.to_json(), ensure_ascii=False),
+    }
+
+
+def _sender_key(channel: str, sender: str) -> int:
+    """The advisory lock key of a sender on a channel."""
+    digest = hashlib.sha256(f"{channel}\0{sender}".encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def column_length(column: Any) -> int | None:
@@ -107,42 +152,74 @@ class SqlMessages:
         params["error_code"] = error_code
         return int(self.conn.scalar(_COUNT_RECENT_WITH_CODE, params) or 0)
 
+    def find_many(self, channel: str, external_ids: Sequence[str]) -> dict[str, StoredMessage]:
+        """:meth:`find` for many provider ids in one query, by id."""
+        if len(external_ids) <= 1:  # the prepared statement of one
+            found = {external_id: self.find(channel, external_id) for external_id in external_ids}
+            return {external_id: row for external_id, row in found.items() if row is not None}
+        wanted = {
+            fit(external_id, _EXTERNAL_ID_LENGTH): external_id for external_id in external_ids
+        }
+        params = {"channel": channel, "external_ids": sorted(wanted)}
+        return {
+            wanted[row.external_id]: StoredMessage(row.id, row.status, json.loads(row.outcome))
+            for row in self.conn.execute(_FIND_MESSAGES, params)
+        }
+
+    def recent(
+        self, channel: str, senders: Sequence[str], since: datetime
+    ) -> dict[str, list[datetime]]:
+        """When each of ``senders`` sent the messages recorded after ``since``, in one
+        query (a batch's rate limits)."""
+        wanted = {fit(sender, _SENDER_LENGTH): sender for sender in senders}
+        times: dict[str, list[datetime]] = {sender: [] for sender in senders}
+        if not wanted:
+            return times
+        if len(wanted) == 1:  # the prepared statement of one
+            params: dict[str, Any] = {"channel": channel, "sender": next(iter(wanted))}
+            rows = _RECENT_OF_ONE.all(self.conn, {**params, "since": since})
+        else:
+            params = {"channel": channel, "senders": sorted(wanted), "since": since}
+            rows = list(self.conn.execute(_RECENT, params))
+        for row in rows:
+            times[wanted[row.sender]].append(row.received_at)
+        return times
+
     def lock_sender(self, channel: str, sender: str) -> None:
         """Serialise this transaction with others for the same sender until it ends, so a
         count of the sender's recent messages cannot miss one committed meanwhile
         (PostgreSQL: a transaction-scoped advisory lock; SQLite has one writer already)."""
-        if self.conn.dialect.name == "sqlite":
+        self.lock_senders(channel, [sender])
+
+    def lock_senders(self, channel: str, senders: Sequence[str]) -> None:
+        """:meth:`lock_sender` for many senders in one statement, in the order of their
+        keys, so two transactions locking overlapping senders cannot deadlock."""
+        if self.conn.dialect.name == "sqlite" or not senders:
             return
-        digest = hashlib.sha256(f"{channel}\0{sender}".encode("utf-8", "surrogatepass")).digest()
-        key = int.from_bytes(digest[:8], "big", signed=True)
-        self.conn.execute(_LOCK_SENDER, {"key": key})
+        keys = sorted({_sender_key(channel, sender) for sender in senders})
+        if len(keys) == 1:
+            self.conn.execute(_LOCK_SENDER, {"key": keys[0]})
+        else:
+            self.conn.execute(_LOCK_SENDERS, {"keys": keys})
 
     def record(self, message: InboundMessage, outcome: Outcome) -> int:
         """The audit row: the message as received and what became of it. A sender, id or
         account longer than its column is stored cut (see :func:`fit`); the outcome
         object keeps it whole."""
-        row = {
-            "channel": message.channel,
-            "external_id": (
-                None
-                if message.external_id is None
-                else fit(message.external_id, _EXTERNAL_ID_LENGTH)
-            ),
-            "sender": fit(message.sender, _SENDER_LENGTH),
-            "text": message.text,
-            "received_at": message.received_at,
-            "status": outcome.status.value,
-            "error_code": outcome.error.code if outcome.error else None,
-            "account": None if outcome.account is None else fit(outcome.account, _ACCOUNT_LENGTH),
-            "reply": outcome.reply,
-            "outcome": json.dumps(outcome.to_json(), ensure_ascii=False),
-        }
+        (message_id,) = self.record_many([(message, outcome)])
+        return message_id
+
+    def record_many(self, recorded: Sequence[tuple[InboundMessage, Outcome]]) -> list[int]:
+        """:meth:`record` for several messages in one statement; their ids, in order."""
+        rows = [_message_row(message, outcome) for message, outcome in recorded]
         try:
-            return _RECORD.insert(self.conn, row)
+            if len(rows) == 1:
+                return [_RECORD.insert(self.conn, rows[0])]
+            return _RECORD.insert_each(self.conn, rows)
         except IntegrityError as exc:  # the only constraint: (channel, external_id)
-            if message.external_id is None:
+            if all(message.external_id is None for message, _ in recorded):
                 raise
-            raise AlreadyRecorded(message.channel) from exc
+            raise AlreadyRecorded(recorded[0][0].channel) from exc
 
     def update_outcome(self, message_id: int, outcome: Outcome) -> None:
         """Replace a recorded outcome (billing's own charge arrived after the commit)."""

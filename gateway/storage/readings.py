@@ -15,9 +15,9 @@ from gateway.domain.errors import AccountNeeded
 from gateway.domain.model import (
     Register,
 )
-from gateway.domain.store import NewReading, StoredReading
+from gateway.domain.store import NewReading, StoredReading, Taken
 from gateway.storage import tables as t
-from gateway.storage.prepared import Prepared, insert_into
+from gateway.storage.prepared import OneOf, Prepared, insert_into
 
 _m, _r, _reg = t.messages.c, t.readings.c, t.registers.c
 
@@ -29,10 +29,10 @@ def _history(registers: ColumnElement[bool]) -> Select[Any]:
     )
 
 
-_HISTORY = _history(_r.register_id.in_(bindparam("ids", expanding=True)))
+_HISTORY = _history(OneOf(_r.register_id, "ids"))
 # The readings of a period a newer one supersedes.
 _IN_FORCE = select(_r.id, _r.register_id, _r.status).where(
-    _r.register_id.in_(bindparam("registers", expanding=True)),
+    OneOf(_r.register_id, "registers"),
     _r.period == bindparam("period"),
     _r.status.in_(bindparam("statuses", expanding=True)),
 )
@@ -182,26 +182,34 @@ class SqlReadings:
         for the period (billing gets it as a correction of the accepted one) and gets its
         outbox row in the same transaction. A held reading supersedes only an earlier held
         one: the accepted reading stays in force until an operator approves."""
-        if not items:
+        taken = [Taken(message_id, taken_at, item) for item in items]
+        return self.add_many(taken, taken_on, period, held=held)
+
+    def add_many(
+        self, taken: Sequence[Taken], taken_on: date, period: str, *, held: bool = False
+    ) -> list[int]:
+        """:meth:`add` for the readings of several messages (concurrent messages decided
+        together): one statement of each kind for them all. At most one per register."""
+        if not taken:
             return []
-        corrected = [item.register.id for item in items if item.register.current is not None]
+        corrected = [t.reading.register.id for t in taken if t.reading.register.current is not None]
         statuses = ("held",) if held else ("accepted", "held")
         replaced = self._supersede(corrected, period, statuses)
         rows = [
             {
-                "register_id": item.register.id,
-                "message_id": message_id,
-                "value": item.value,
-                "previous": item.previous,
-                "consumption": item.consumption,
-                "taken_at": taken_at,
+                "register_id": t.reading.register.id,
+                "message_id": t.message_id,
+                "value": t.reading.value,
+                "previous": t.reading.previous,
+                "consumption": t.reading.consumption,
+                "taken_at": t.taken_at,
                 "taken_on": taken_on,
-                "days": item.days,
+                "days": t.reading.days,
                 "period": period,
                 "status": "held" if held else "accepted",
-                "replaces_id": replaced.get(item.register.id),
+                "replaces_id": replaced.get(t.reading.register.id),
             }
-            for item in items
+            for t in taken
         ]
         ids = _INSERT_READINGS.insert_each(self.conn, rows)
         if not held:
@@ -209,12 +217,12 @@ class SqlReadings:
                 [
                     _outbox_payload(
                         reading_id,
-                        {**row, **_register_columns(item.register)},
-                        replaced.get(item.register.id),
+                        {**row, **_register_columns(t.reading.register)},
+                        replaced.get(t.reading.register.id),
                     )
-                    for reading_id, row, item in zip(ids, rows, items, strict=True)
+                    for reading_id, row, t in zip(ids, rows, taken, strict=True)
                 ],
-                taken_at,
+                [t.taken_at for t in taken],
             )
         return ids
 
@@ -231,8 +239,12 @@ class SqlReadings:
             self.conn.execute(_REPLACE, {"ids": [row.id for row in rows]})
         return {row.register_id: row.id for row in rows if row.status == "accepted"}
 
-    def _enqueue(self, payloads: Sequence[dict[str, Any]], now: datetime) -> None:
-        """One outbox row per payload, keyed by the reading (never random)."""
+    def _enqueue(
+        self, payloads: Sequence[dict[str, Any]], created: datetime | Sequence[datetime]
+    ) -> None:
+        """One outbox row per payload, keyed by the reading (never random), created at
+        ``created`` (one time for all, or one per payload)."""
+        times = [created] * len(payloads) if isinstance(created, datetime) else created
         _INSERT_OUTBOX.insert_many(
             self.conn,
             [
@@ -246,9 +258,9 @@ class SqlReadings:
                     ),
                     "status": "pending",
                     "attempts": 0,
-                    "created_at": now,
+                    "created_at": at,
                 }
-                for payload in payloads
+                for payload, at in zip(payloads, times, strict=True)
             ],
         )
 

@@ -22,7 +22,7 @@ from gateway.domain.model import (
 )
 from gateway.domain.store import LATEST
 from gateway.storage import tables as t
-from gateway.storage.prepared import Prepared
+from gateway.storage.prepared import OneOf, Prepared
 
 _reg = t.registers.c
 
@@ -91,9 +91,9 @@ _WITH_REGISTERS = (
     .outerjoin(_cur, _cur.c.id == _current_id)
 )
 _ACCOUNT_WITH_REGISTERS = _WITH_REGISTERS.where(t.accounts.c.account == bindparam("account"))
-_ACCOUNTS_WITH_REGISTERS = _WITH_REGISTERS.where(
-    t.accounts.c.account.in_(bindparam("accounts", expanding=True))
-).order_by(t.accounts.c.account, _reg.id)
+_ACCOUNTS_WITH_REGISTERS = _WITH_REGISTERS.where(OneOf(t.accounts.c.account, "accounts")).order_by(
+    t.accounts.c.account, _reg.id
+)
 # A statement of its own: in READ COMMITTED a locking read that had to wait re-checks
 # only the locked row, so the account's readings are read after it, with a fresh snapshot.
 _LOCK_ACCOUNT = (
@@ -104,7 +104,7 @@ _LOCK_ACCOUNT = (
 # Many accounts' locks, always taken in number order so two lists cannot deadlock.
 _LOCK_ACCOUNTS = (
     select(t.accounts.c.account)
-    .where(t.accounts.c.account.in_(bindparam("accounts", expanding=True)))
+    .where(OneOf(t.accounts.c.account, "accounts"))
     .order_by(t.accounts.c.account)
     .with_for_update()
 )
@@ -158,6 +158,9 @@ class SqlRegistry:
         wanted = sorted(set(numbers))
         if not wanted:
             return {}
+        if len(wanted) == 1:  # the prepared statement of one
+            found = self.load_account(wanted[0], period, lock=lock)
+            return {} if found is None else {found.number: found}
         if lock and self.conn.dialect.name != "sqlite":
             self.conn.execute(_LOCK_ACCOUNTS, {"accounts": wanted})
         params = {"accounts": wanted, "period": period}

@@ -30,7 +30,7 @@ from gateway.domain.outcome import (
     Unanswered,
     UnknownAccount,
 )
-from gateway.domain.store import NewReading
+from gateway.domain.store import Taken
 from gateway.intake import Intake
 from gateway.settings import Settings
 from tests.conftest import ACCOUNTS, METERS, START, TARIFFS
@@ -469,17 +469,10 @@ async def test_a_list_decides_each_line_and_stores_all_of_it_with_one_message(
 class FailingReadings(MemoryReadings):
     """Stores the readings, then fails: the unit of work must undo all of it."""
 
-    def add(
-        self,
-        message_id: int,
-        items: Sequence[NewReading],
-        taken_at: datetime,
-        taken_on: date,
-        period: str,
-        *,
-        held: bool = False,
+    def add_many(
+        self, taken: Sequence[Taken], taken_on: date, period: str, *, held: bool = False
     ) -> list[int]:
-        super().add(message_id, items, taken_at, taken_on, period, held=held)
+        super().add_many(taken, taken_on, period, held=held)
         raise RuntimeError("the disk is on fire")
 
 
