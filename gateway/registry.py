@@ -1063,6 +1063,8 @@ async def import_file(
         report.errors.append(str(exc))
         return report
     await flush()
+    if report.inserted or report.updated:
+        await db.analyze(table.name)
     return report
 
 

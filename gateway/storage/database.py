@@ -197,6 +197,16 @@ class Database:
         assert self._sync_engine is not None
         self._sync_engine.dispose()
 
+    async def analyze(self, table: str) -> None:
+        """Refresh PostgreSQL's statistics of ``table`` after a bulk write (an import):
+        until autovacuum gets to it, the planner would take a table of thousands of rows
+        for an empty one and scan it whole for every batch of accounts. SQLite's planner
+        needs none (without statistics it takes an index as selective, which it is)."""
+        if self._async_engine is None:
+            return
+        quoted = self._async_engine.dialect.identifier_preparer.quote(table)
+        await self.run(lambda uow: uow.conn.exec_driver_sql(f"ANALYZE {quoted}"))
+
     async def schema_state(self) -> schema.SchemaState:
         """Which revision the database is at, against the one this gateway needs."""
         return await self.run(lambda uow: schema.state(uow.conn))

@@ -47,6 +47,27 @@ async def test_first_import_adds_and_second_changes_nothing(
     assert second == [(0, 0, 4, []), (0, 0, 7, []), (0, 0, 7, [])]
 
 
+async def test_an_import_leaves_postgresql_statistics_of_what_it_wrote(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Without them the planner takes the new rows for an empty table (reltuples -1)
+    until autovacuum comes by, and scans whole tables for a batch of accounts."""
+    if settings.database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL's planner statistics")
+    async with gateway(settings) as gw:
+        await import_all(gw, tmp_path)
+        estimates = await gw.db.run(
+            lambda uow: dict(
+                uow.conn.exec_driver_sql(
+                    "SELECT relname, reltuples FROM pg_class"
+                    " WHERE relname IN ('accounts', 'registers', 'tariffs')"
+                ).all()
+            )
+        )
+
+    assert estimates == {"accounts": 4, "registers": 7, "tariffs": 7}
+
+
 async def test_changed_rows_are_updated_in_place(settings: Settings, tmp_path: Path) -> None:
     async with gateway(settings) as gw:
         await import_all(gw, tmp_path)
