@@ -7,10 +7,13 @@ type, since during an outage every connection would otherwise print one.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import sys
+import threading
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -28,8 +31,102 @@ def _exception_in_one_line(
     return event
 
 
+class LineSink:
+    """Where every log line goes: ``stream``, written once per turn of the event loop.
+
+    Each line written on the loop's thread waits in memory until the loop has run what
+    was ready (every request of that turn), then they all go out in one write: one
+    system call per turn instead of one per line. A line from any other thread, or with
+    no loop running, is written at once, with whatever waits before it, so the order of
+    lines is the order they were logged. What a process killed mid-turn loses is that
+    turn's lines (milliseconds); a process that exits normally writes everything."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        # The loop a write of the waiting lines is scheduled on (a loop may close before
+        # it runs it: a line on another loop schedules it there).
+        self._scheduled: asyncio.AbstractEventLoop | None = None
+        atexit.register(self.flush)
+
+    def write(self, line: str) -> None:
+        loop = _running_loop()
+        with self._lock:
+            self._lines.append(line)
+            if loop is None:
+                self._write_waiting()
+                return
+            if self._scheduled is loop:
+                return
+            self._scheduled = loop
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._scheduled = None
+            self._write_waiting()
+
+    def _write_waiting(self) -> None:
+        if not self._lines:
+            return
+        text = "\n".join(self._lines) + "\n"
+        self._lines.clear()
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream: the lines are lost
+            pass
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class _SinkLogger:
+    """structlog's logger for the sink: every level is one line."""
+
+    def __init__(self, sink: LineSink) -> None:
+        self._sink = sink
+
+    def msg(self, message: str) -> None:
+        self._sink.write(message)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+class _SinkHandler(logging.Handler):
+    """The standard library's records, formatted by structlog, into the same sink."""
+
+    def __init__(self, sink: LineSink) -> None:
+        super().__init__()
+        self._sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._sink.write(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+# The sink of the process's log lines (one per stream; tests configure many times).
+_sinks: dict[int, LineSink] = {}
+
+
+def _sink(stream: TextIO) -> LineSink:
+    found = _sinks.get(id(stream))
+    if found is None or found.stream is not stream:
+        found = _sinks[id(stream)] = LineSink(stream)
+    return found
+
+
 def configure(fmt: str = "auto", level: str = "info") -> None:
     as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    sink = _sink(sys.stderr)
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer(ensure_ascii=False)
         if as_json
@@ -45,10 +142,10 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=lambda *_args: _SinkLogger(sink),
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _SinkHandler(sink)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
