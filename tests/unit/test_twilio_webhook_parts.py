@@ -30,7 +30,7 @@ def test_twiml_is_what_the_library_writes(reply: str | None) -> None:
 
 
 def test_twiml_of_replies_with_markup_and_quotes() -> None:
-    for reply in ("", None, 'a < b & c > "d" \'e\'', "Принято: 1 234,50 ₽\nспасибо", "]]>"):
+    for reply in ("", None, "a < b & c > \"d\" 'e'", "Принято: 1 234,50 ₽\nспасибо", "]]>"):
         assert twiml(reply) == library_twiml(reply)
 
 
