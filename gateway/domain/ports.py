@@ -64,7 +64,8 @@ class OutboxStore(Protocol):
     async def claim(
         self, now: datetime, limit: int, lease_seconds: float, *, due_by: datetime
     ) -> list[OutboxItem]:
-        """Lease up to ``limit`` rows due by ``due_by`` for ``lease_seconds`` from ``now``."""
+        """Lease up to ``limit`` rows due by ``due_by`` (written by then, and not put off
+        until later) for ``lease_seconds`` from ``now``."""
         ...
 
     async def settle(self, results: Sequence[Settled]) -> None:

@@ -21,6 +21,9 @@ _DUE = (
     select(_o.id, _o.register_id, _o.idempotency_key, _o.payload, _o.attempts)
     .where(
         _o.status == "pending",
+        # Written by then: rows written during a pass wait for the next one, so under
+        # load a pass's claims are whole batches, not the few rows of the last moments.
+        _o.created_at <= bindparam("due_by"),
         (_o.next_attempt_at.is_(None)) | (_o.next_attempt_at <= bindparam("due_by")),
         (_o.lease_until.is_(None)) | (_o.lease_until < bindparam("now")),
         # A register's rows go in id order: not while an earlier one is pending.

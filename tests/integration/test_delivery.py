@@ -302,6 +302,24 @@ async def test_a_row_due_after_the_pass_began_waits_for_the_next_pass(
     assert len(await store.claim(clock(), 10, 60.0, due_by=clock())) == 1
 
 
+async def test_a_row_written_after_the_pass_began_waits_for_the_next_pass(
+    gw: Gateway, clock: Clock
+) -> None:
+    """Under load a pass takes what was written before it began, in whole batches; a
+    pass that chased every new row would claim a few at a time, three transactions each."""
+    await send(gw, "1234567890 12345 6789")
+    started = clock()
+    clock.advance(seconds=1)
+    await send(gw, "1234567891 4600")  # arrives while the pass runs
+    store = SqlOutboxStore(gw.db)
+
+    during = await store.claim(clock(), 10, 60.0, due_by=started)
+    after = await store.claim(clock(), 10, 60.0, due_by=clock())
+
+    assert [item.payload["account"] for item in during] == ["1234567890", "1234567890"]
+    assert [item.payload["account"] for item in after] == ["1234567891"]
+
+
 async def test_a_row_claimed_but_never_sent_is_given_back_untouched(
     gw: Gateway, clock: Clock
 ) -> None:
