@@ -14,10 +14,11 @@ from sqlalchemy.engine import Connection
 from gateway.domain.outbox import Delivery, OutboxItem, Settled, Verdict
 from gateway.storage import tables as t
 from gateway.storage.database import Database
+from gateway.storage.prepared import OneOf, Prepared, insert_into
 
 _o = t.outbox.c
 _earlier = t.outbox.alias("earlier")
-_DUE = (
+_DUE_ROWS = (
     select(_o.id, _o.register_id, _o.idempotency_key, _o.payload, _o.attempts)
     .where(
         _o.status == "pending",
@@ -38,9 +39,12 @@ _DUE = (
     .order_by(_o.id)
     .limit(bindparam("limit"))
 )
+_DUE = Prepared(_DUE_ROWS)
+_LEASE = t.outbox.update().where(OneOf(_o.id, "ids")).values(lease_until=bindparam("until"))
+_DUE_LOCKING = Prepared(_DUE_ROWS.with_for_update(skip_locked=True, of=t.outbox))
 
 
-_SETTLE = (
+_SETTLE = Prepared(
     t.outbox.update()
     .where(_o.id == bindparam("row_id"))
     .values(
@@ -53,6 +57,7 @@ _SETTLE = (
         lease_until=None,
     )
 )
+_INSERT_BILLING = insert_into(t.billing_readings)
 
 
 _RELEASE = (
@@ -115,7 +120,7 @@ class SqlOutboxStore:
 
         def work(conn: Connection) -> None:
             if rows:
-                conn.execute(_SETTLE, rows)
+                _SETTLE.execute_many(conn, rows)
             if unsent:
                 conn.execute(_RELEASE, {"ids": unsent})
 
@@ -194,13 +199,12 @@ class SqlOutboxStore:
 def _claim(
     conn: Connection, now: datetime, due_by: datetime, limit: int, until: datetime
 ) -> list[OutboxItem]:
-    query = _DUE
-    if conn.dialect.name == "postgresql":  # several relays: skip rows another one holds
-        query = query.with_for_update(skip_locked=True, of=t.outbox)
-    rows = conn.execute(query, {"now": now, "due_by": due_by, "limit": limit}).all()
+    # PostgreSQL: several relays, each skipping the rows another one holds.
+    query = _DUE_LOCKING if conn.dialect.name == "postgresql" else _DUE
+    rows = query.all(conn, {"now": now, "due_by": due_by, "limit": limit})
     if not rows:
         return []
-    conn.execute(t.outbox.update().where(_o.id.in_([r.id for r in rows])).values(lease_until=until))
+    conn.execute(_LEASE, {"ids": [r.id for r in rows], "until": until})
     return [
         OutboxItem(r.id, r.register_id, r.idempotency_key, json.loads(r.payload), r.attempts)
         for r in rows
@@ -237,8 +241,8 @@ def _store_in_billing(
     known = set(conn.scalars(_KNOWN_KEYS, {"keys": keys}))
     new = [item for item in items if item.idempotency_key not in known]
     if new:
-        conn.execute(
-            t.billing_readings.insert(),
+        _INSERT_BILLING.execute_many(
+            conn,
             [
                 {
                     "idempotency_key": item.idempotency_key,

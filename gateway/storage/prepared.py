@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, Insert, Select, Table, any_, bindparam
+from sqlalchemy import Boolean, ColumnElement, Insert, Select, Table, Update, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
@@ -48,9 +48,12 @@ class _Compiled:
 
 
 class Prepared:
-    """One SELECT or INSERT, compiled on first use per dialect (see the module's notes)."""
+    """One SELECT, INSERT or UPDATE, compiled on first use per dialect (see the module's
+    notes)."""
 
-    def __init__(self, statement: Select[Any] | Insert, *, columns: Sequence[str] = ()) -> None:
+    def __init__(
+        self, statement: Select[Any] | Insert | Update, *, columns: Sequence[str] = ()
+    ) -> None:
         """``columns``: for an INSERT, the columns every row gives (in any order)."""
         self.statement = statement
         self._columns = tuple(columns)
@@ -113,8 +116,8 @@ class Prepared:
             ids.append(int(cursor.lastrowid))
         return ids
 
-    def insert_many(self, conn: Connection, rows: Sequence[Params]) -> None:
-        """Insert rows in one ``executemany``."""
+    def execute_many(self, conn: Connection, rows: Sequence[Params]) -> None:
+        """The INSERT or UPDATE once per row, in one ``executemany``."""
         if not rows:
             return
         if conn.dialect.name != "sqlite":

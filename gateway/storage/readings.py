@@ -245,7 +245,7 @@ class SqlReadings:
         """One outbox row per payload, keyed by the reading (never random), created at
         ``created`` (one time for all, or one per payload)."""
         times = [created] * len(payloads) if isinstance(created, datetime) else created
-        _INSERT_OUTBOX.insert_many(
+        _INSERT_OUTBOX.execute_many(
             self.conn,
             [
                 {
