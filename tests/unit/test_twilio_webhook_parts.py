@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from channels.sms_twilio import _NOT_XML, _signed, twiml
+from channels.sms_twilio import _NOT_XML, _signature, _signed, twiml
 
 TOKEN = "test-auth-token"
 validator = RequestValidator(TOKEN)
@@ -57,6 +57,11 @@ def test_a_signature_is_accepted_exactly_when_the_library_accepts_it(
         signature = re.sub("^.", lambda m: "A" if m.group() != "A" else "B", signature)
     expected = validator.validate(requested_url, form, signature)
     assert _signed(validator, requested_url, form, signature) == expected
+
+
+@given(urls, forms)
+def test_the_signature_is_the_one_the_library_computes(url: str, form: dict[str, str]) -> None:
+    assert _signature(validator.token, url, form) == validator.compute_signature(url, form)
 
 
 def test_the_signed_url_with_or_without_its_port_is_accepted_as_the_library_does() -> None:
