@@ -37,26 +37,23 @@ _COUNT_RECENT_WITH_CODE = _COUNT_RECENT.where(_m.error_code == bindparam("error_
 _FIND = Prepared(_FIND_MESSAGE)
 _COUNT = Prepared(_COUNT_RECENT)
 _RECORD = insert_into(t.messages)
-_RECENT_OF_ONE = Prepared(
-    select(_m.sender, _m.received_at).where(
-        _m.channel == bindparam("channel"),
-        _m.sender == bindparam("sender"),
-        _m.received_at > bindparam("since"),
-    )
-)
 _LOCK_SENDER = select(func.pg_advisory_xact_lock(bindparam("key")))
 # Many senders' locks in one statement, taken in the order of the (sorted) keys.
 _LOCK_SENDERS = text(
     "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"
 ).bindparams(bindparam("keys", type_=ARRAY(BigInteger)))
-_FIND_MESSAGES = select(_m.external_id, _m.id, _m.status, _m.outcome).where(
-    _m.channel == bindparam("channel"),
-    OneOf(_m.external_id, "external_ids"),
+_FIND_MESSAGES = Prepared(
+    select(_m.external_id, _m.id, _m.status, _m.outcome).where(
+        _m.channel == bindparam("channel"),
+        OneOf(_m.external_id, "external_ids"),
+    )
 )
-_RECENT = select(_m.sender, _m.received_at).where(
-    _m.channel == bindparam("channel"),
-    OneOf(_m.sender, "senders"),
-    _m.received_at > bindparam("since"),
+_RECENT = Prepared(
+    select(_m.sender, _m.received_at).where(
+        _m.channel == bindparam("channel"),
+        OneOf(_m.sender, "senders"),
+        _m.received_at > bindparam("since"),
+    )
 )
 
 
@@ -154,16 +151,15 @@ class SqlMessages:
 
     def find_many(self, channel: str, external_ids: Sequence[str]) -> dict[str, StoredMessage]:
         """:meth:`find` for many provider ids in one query, by id."""
-        if len(external_ids) <= 1:  # the prepared statement of one
-            found = {external_id: self.find(channel, external_id) for external_id in external_ids}
-            return {external_id: row for external_id, row in found.items() if row is not None}
         wanted = {
             fit(external_id, _EXTERNAL_ID_LENGTH): external_id for external_id in external_ids
         }
+        if not wanted:
+            return {}
         params = {"channel": channel, "external_ids": sorted(wanted)}
         return {
             wanted[row.external_id]: StoredMessage(row.id, row.status, json.loads(row.outcome))
-            for row in self.conn.execute(_FIND_MESSAGES, params)
+            for row in _FIND_MESSAGES.all(self.conn, params)
         }
 
     def recent(
@@ -175,13 +171,8 @@ class SqlMessages:
         times: dict[str, list[datetime]] = {sender: [] for sender in senders}
         if not wanted:
             return times
-        if len(wanted) == 1:  # the prepared statement of one
-            params: dict[str, Any] = {"channel": channel, "sender": next(iter(wanted))}
-            rows = _RECENT_OF_ONE.all(self.conn, {**params, "since": since})
-        else:
-            params = {"channel": channel, "senders": sorted(wanted), "since": since}
-            rows = list(self.conn.execute(_RECENT, params))
-        for row in rows:
+        params = {"channel": channel, "senders": sorted(wanted), "since": since}
+        for row in _RECENT.all(self.conn, params):
             times[wanted[row.sender]].append(row.received_at)
         return times
 

@@ -40,7 +40,9 @@ _DUE_ROWS = (
     .limit(bindparam("limit"))
 )
 _DUE = Prepared(_DUE_ROWS)
-_LEASE = t.outbox.update().where(OneOf(_o.id, "ids")).values(lease_until=bindparam("until"))
+_LEASE = Prepared(
+    t.outbox.update().where(OneOf(_o.id, "ids")).values(lease_until=bindparam("until"))
+)
 _DUE_LOCKING = Prepared(_DUE_ROWS.with_for_update(skip_locked=True, of=t.outbox))
 
 
@@ -204,7 +206,7 @@ def _claim(
     rows = query.all(conn, {"now": now, "due_by": due_by, "limit": limit})
     if not rows:
         return []
-    conn.execute(_LEASE, {"ids": [r.id for r in rows], "until": until})
+    _LEASE.execute(conn, {"ids": [r.id for r in rows], "until": until})
     return [
         OutboxItem(r.id, r.register_id, r.idempotency_key, json.loads(r.payload), r.attempts)
         for r in rows
@@ -229,8 +231,8 @@ class EmbeddedBilling:
 
 
 _billing = t.billing_readings.c
-_KNOWN_KEYS = select(_billing.idempotency_key).where(
-    _billing.idempotency_key.in_(bindparam("keys", expanding=True))
+_KNOWN_KEYS = Prepared(
+    select(_billing.idempotency_key).where(OneOf(_billing.idempotency_key, "keys"))
 )
 
 
@@ -238,7 +240,7 @@ def _store_in_billing(
     conn: Connection, items: Sequence[OutboxItem], now: datetime
 ) -> list[Delivery]:
     keys = [item.idempotency_key for item in items]
-    known = set(conn.scalars(_KNOWN_KEYS, {"keys": keys}))
+    known = {row.idempotency_key for row in _KNOWN_KEYS.all(conn, {"keys": keys})}
     new = [item for item in items if item.idempotency_key not in known]
     if new:
         _INSERT_BILLING.execute_many(

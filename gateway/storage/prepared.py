@@ -11,9 +11,10 @@ transaction. Driver errors are raised as SQLAlchemy's (``IntegrityError``,
 ``OperationalError``), so callers and :class:`~gateway.storage.database.Database` treat
 them exactly as before. On other databases it is ``Connection.execute`` unchanged.
 
-Only statements without expanding (``IN``-list) parameters can be prepared, and an
-``INSERT`` must be given every column it names. Statements about a batch's many keys use
-:class:`OneOf` instead of ``IN`` (see there).
+Statements about a batch's many keys use :class:`OneOf`, not ``IN`` with an expanding
+parameter (which cannot be prepared): on SQLite a prepared statement keeps one variant per
+length of its lists, each with one parameter per element. An ``INSERT`` must be given
+every column it names.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from __future__ import annotations
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Boolean, ColumnElement, Insert, Select, Table, Update, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import visitors
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
@@ -58,11 +60,17 @@ class Prepared:
         self.statement = statement
         self._columns = tuple(columns)
         self._compiled: dict[str, _Compiled] = {}
+        # The statement's OneOf lists by name; on SQLite, one variant per their lengths.
+        self._lists = sorted({e.name for e in visitors.iterate(statement) if isinstance(e, OneOf)})
+        self._variants: dict[tuple[int, ...], Prepared] = {}
 
     def all(self, conn: Connection, params: Params) -> Sequence[Any]:
         """Every row, with attribute access by column name (as ``Row`` has)."""
         if conn.dialect.name != "sqlite":
             return conn.execute(self.statement, dict(params)).all()
+        if self._lists:
+            variant, params = self._variant(params)
+            return variant.all(conn, params)
         compiled = self.compiled(conn.dialect)
         cursor = _run(conn, compiled, _values(compiled, params))
         rows: list[Any] = cursor.fetchall()
@@ -115,6 +123,46 @@ class Prepared:
             assert cursor.lastrowid is not None
             ids.append(int(cursor.lastrowid))
         return ids
+
+    def execute(self, conn: Connection, params: Params) -> None:
+        """Run an UPDATE (or an INSERT whose key is not needed) once."""
+        if conn.dialect.name != "sqlite":
+            conn.execute(self.statement, dict(params))
+            return
+        if self._lists:
+            variant, params = self._variant(params)
+            variant.execute(conn, params)
+            return
+        compiled = self.compiled(conn.dialect)
+        _run(conn, compiled, _values(compiled, params))
+
+    def _variant(self, params: Params) -> tuple[Prepared, Params]:
+        """SQLite: this statement with each OneOf list as ``IN`` one parameter per element,
+        for the lengths of the lists given (compiled once per lengths), and the parameters
+        spread to match. A list longer than :data:`_VARIANT_MAX` elements in all is bound
+        as one more variant each time, not kept."""
+        lengths = tuple(len(params[name]) for name in self._lists)
+        variant = self._variants.get(lengths)
+        if variant is None:
+            sizes = dict(zip(self._lists, lengths, strict=True))
+
+            def spread(element: Any, **_kw: Any) -> Any:
+                if isinstance(element, OneOf):
+                    names = [_element_name(element.name, i) for i in range(sizes[element.name])]
+                    return element.column.in_([bindparam(name) for name in names])
+                return None
+
+            spread_statement = visitors.replacement_traverse(
+                cast(visitors.ExternallyTraversible, self.statement), {}, spread
+            )
+            variant = Prepared(cast(Select[Any] | Insert | Update, spread_statement))
+            if sum(lengths) <= _VARIANT_MAX:
+                self._variants[lengths] = variant
+        spread_params = {k: v for k, v in params.items() if k not in self._lists}
+        for name in self._lists:
+            for i, value in enumerate(params[name]):
+                spread_params[_element_name(name, i)] = value
+        return variant, spread_params
 
     def execute_many(self, conn: Connection, rows: Sequence[Params]) -> None:
         """The INSERT or UPDATE once per row, in one ``executemany``."""
@@ -173,6 +221,15 @@ class Prepared:
             make=make,
             any_result_processor=any(p is not None for p in results),
         )
+
+
+# The most list elements a kept variant of a statement binds (batches of messages and of
+# the relay stay below; a list of an elder's thousand lines is bound afresh).
+_VARIANT_MAX = 256
+
+
+def _element_name(name: str, index: int) -> str:
+    return f"{name}__{index}"
 
 
 def insert_into(table: Table, *, leaving_out: Sequence[str] = ()) -> Prepared:

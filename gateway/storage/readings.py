@@ -8,7 +8,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from gateway.domain.errors import AccountNeeded
@@ -22,23 +22,24 @@ from gateway.storage.prepared import OneOf, Prepared, insert_into
 _m, _r, _reg = t.messages.c, t.readings.c, t.registers.c
 
 
-def _history(registers: ColumnElement[bool]) -> Select[Any]:
-    """The accepted readings of ``registers`` before a period that cover some days."""
-    return select(_r.register_id, _r.consumption, _r.days).where(
-        registers, _r.status == "accepted", _r.period < bindparam("period"), _r.days > 0
+# The accepted readings of some registers before a period that cover some days.
+_HISTORY = Prepared(
+    select(_r.register_id, _r.consumption, _r.days).where(
+        OneOf(_r.register_id, "ids"),
+        _r.status == "accepted",
+        _r.period < bindparam("period"),
+        _r.days > 0,
     )
-
-
-_HISTORY = _history(OneOf(_r.register_id, "ids"))
+)
 # The readings of a period a newer one supersedes.
-_IN_FORCE = select(_r.id, _r.register_id, _r.status).where(
-    OneOf(_r.register_id, "registers"),
-    _r.period == bindparam("period"),
-    _r.status.in_(bindparam("statuses", expanding=True)),
+_IN_FORCE = Prepared(
+    select(_r.id, _r.register_id, _r.status).where(
+        OneOf(_r.register_id, "registers"),
+        _r.period == bindparam("period"),
+        OneOf(_r.status, "statuses"),
+    )
 )
-_REPLACE = (
-    t.readings.update().where(_r.id.in_(bindparam("ids", expanding=True))).values(status="replaced")
-)
+_REPLACE = Prepared(t.readings.update().where(OneOf(_r.id, "ids")).values(status="replaced"))
 _APPROVE = (
     t.readings.update()
     .where(_r.id == bindparam("reading_id"))
@@ -73,11 +74,6 @@ _INSERT_READINGS = insert_into(t.readings, leaving_out=["review_note"])
 _INSERT_OUTBOX = insert_into(
     t.outbox, leaving_out=["next_attempt_at", "lease_until", "delivered_at", "last_error"]
 )
-_PREPARED_HISTORY_MAX = 8
-_HISTORY_OF = {
-    count: Prepared(_history(_r.register_id.in_([bindparam(f"id_{i}") for i in range(count)])))
-    for count in range(1, _PREPARED_HISTORY_MAX + 1)
-}
 
 
 def _outbox_payload(
@@ -157,13 +153,7 @@ class SqlReadings:
         ids = list(register_ids)
         if not ids:
             return totals
-        if len(ids) <= _PREPARED_HISTORY_MAX:
-            params: dict[str, Any] = {f"id_{i}": id_ for i, id_ in enumerate(ids)}
-            params["period"] = period
-            rows = _HISTORY_OF[len(ids)].all(self.conn, params)
-        else:
-            rows = self.conn.execute(_HISTORY, {"ids": ids, "period": period}).all()
-        for row in rows:
+        for row in _HISTORY.all(self.conn, {"ids": ids, "period": period}):
             consumption, days = totals.get(row.register_id, (Decimal(0), 0))
             totals[row.register_id] = (consumption + row.consumption, days + row.days)
         return totals
@@ -234,9 +224,9 @@ class SqlReadings:
         if not register_ids:
             return {}
         params = {"registers": list(register_ids), "period": period, "statuses": list(statuses)}
-        rows = self.conn.execute(_IN_FORCE, params).all()
+        rows = _IN_FORCE.all(self.conn, params)
         if rows:
-            self.conn.execute(_REPLACE, {"ids": [row.id for row in rows]})
+            _REPLACE.execute(self.conn, {"ids": [row.id for row in rows]})
         return {row.register_id: row.id for row in rows if row.status == "accepted"}
 
     def _enqueue(

@@ -94,6 +94,7 @@ _ACCOUNT_WITH_REGISTERS = _WITH_REGISTERS.where(t.accounts.c.account == bindpara
 _ACCOUNTS_WITH_REGISTERS = _WITH_REGISTERS.where(OneOf(t.accounts.c.account, "accounts")).order_by(
     t.accounts.c.account, _reg.id
 )
+_ACCOUNTS = Prepared(_ACCOUNTS_WITH_REGISTERS)
 # A statement of its own: in READ COMMITTED a locking read that had to wait re-checks
 # only the locked row, so the account's readings are read after it, with a fresh snapshot.
 _LOCK_ACCOUNT = (
@@ -158,13 +159,10 @@ class SqlRegistry:
         wanted = sorted(set(numbers))
         if not wanted:
             return {}
-        if len(wanted) == 1:  # the prepared statement of one
-            found = self.load_account(wanted[0], period, lock=lock)
-            return {} if found is None else {found.number: found}
         if lock and self.conn.dialect.name != "sqlite":
             self.conn.execute(_LOCK_ACCOUNTS, {"accounts": wanted})
         params = {"accounts": wanted, "period": period}
-        return _accounts(self.conn.execute(_ACCOUNTS_WITH_REGISTERS, params))
+        return _accounts(_ACCOUNTS.all(self.conn, params))
 
     def accounts_by_phone(self, phone: str) -> list[str]:
         """The accounts whose registry phone is ``phone`` (E.164), in number order."""

@@ -62,9 +62,22 @@ async def test_every_prepared_select_returns_what_sqlalchemy_returns(
         assert found and all(isinstance(row[2], Decimal) for row in found)
         registers = [r.id for r in uow.conn.execute(select(t.registers.c.id))]
         for count in range(1, min(len(registers), 3) + 1):
-            params: dict[str, Any] = {f"id_{i}": registers[i] for i in range(count)}
-            params["period"] = "9999-12"
-            _same(stored_readings._HISTORY_OF[count], uow, params)
+            params: dict[str, Any] = {"ids": registers[:count], "period": "9999-12"}
+            _same(stored_readings._HISTORY, uow, params)
+        # Statements with lists (OneOf): one variant per length on SQLite, and a list
+        # longer than the variants kept, bound afresh.
+        for accounts in (["1234567890"], ["1234567890", "1234567891", "0000000000"]):
+            rows = _same(
+                stored_registry._ACCOUNTS, uow, {"accounts": accounts, "period": "9999-12"}
+            )
+            assert {row[0] for row in rows} == set(accounts) - {"0000000000"}
+        ids = {"channel": "sms", "external_ids": ["SMprep0", "SMprep2", "SMnone"]}
+        assert len(_same(stored_messages._FIND_MESSAGES, uow, ids)) == 2
+        many = [f"+7912{i:07d}" for i in range(300)]
+        senders = {"channel": "sms", "senders": many, "since": clock.now - timedelta(days=400)}
+        assert len(_same(stored_messages._RECENT, uow, senders)) == 4
+        in_force = {"registers": registers, "period": "9999-12", "statuses": ["accepted", "held"]}
+        _same(stored_readings._IN_FORCE, uow, in_force)
         (message,) = _same(stored_messages._FIND, uow, {"channel": "sms", "external_id": "SMprep0"})
         assert message[1] == "accepted"
         since = clock.now - timedelta(days=400)
