@@ -66,7 +66,7 @@ class Prepared:
 
     def all(self, conn: Connection, params: Params) -> Sequence[Any]:
         """Every row, with attribute access by column name (as ``Row`` has)."""
-        if conn.dialect.name != "sqlite":
+        if conn.dialect.name != "sqlite" or self._too_long(params):
             return conn.execute(self.statement, dict(params)).all()
         if self._lists:
             variant, params = self._variant(params)
@@ -126,7 +126,7 @@ class Prepared:
 
     def execute(self, conn: Connection, params: Params) -> None:
         """Run an UPDATE (or an INSERT whose key is not needed) once."""
-        if conn.dialect.name != "sqlite":
+        if conn.dialect.name != "sqlite" or self._too_long(params):
             conn.execute(self.statement, dict(params))
             return
         if self._lists:
@@ -136,11 +136,15 @@ class Prepared:
         compiled = self.compiled(conn.dialect)
         _run(conn, compiled, _values(compiled, params))
 
+    def _too_long(self, params: Params) -> bool:
+        """Whether the lists given hold more than :data:`_VARIANT_MAX` elements in all:
+        then SQLAlchemy binds them, not a variant compiled for that one length."""
+        return bool(self._lists) and sum(len(params[n]) for n in self._lists) > _VARIANT_MAX
+
     def _variant(self, params: Params) -> tuple[Prepared, Params]:
         """SQLite: this statement with each OneOf list as ``IN`` one parameter per element,
         for the lengths of the lists given (compiled once per lengths), and the parameters
-        spread to match. A list longer than :data:`_VARIANT_MAX` elements in all is bound
-        as one more variant each time, not kept."""
+        spread to match."""
         lengths = tuple(len(params[name]) for name in self._lists)
         variant = self._variants.get(lengths)
         if variant is None:
@@ -156,8 +160,7 @@ class Prepared:
                 cast(visitors.ExternallyTraversible, self.statement), {}, spread
             )
             variant = Prepared(cast(Select[Any] | Insert | Update, spread_statement))
-            if sum(lengths) <= _VARIANT_MAX:
-                self._variants[lengths] = variant
+            self._variants[lengths] = variant
         spread_params = {k: v for k, v in params.items() if k not in self._lists}
         for name in self._lists:
             for i, value in enumerate(params[name]):
@@ -223,8 +226,8 @@ class Prepared:
         )
 
 
-# The most list elements a kept variant of a statement binds (batches of messages and of
-# the relay stay below; a list of an elder's thousand lines is bound afresh).
+# The most list elements a variant of a statement binds (batches of messages and of the
+# relay stay below; the accounts of an elder's list of 500 lines go through SQLAlchemy).
 _VARIANT_MAX = 256
 
 
