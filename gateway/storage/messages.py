@@ -37,8 +37,7 @@ _COUNT_RECENT_WITH_CODE = _COUNT_RECENT.where(_m.error_code == bindparam("error_
 _FIND = Prepared(_FIND_MESSAGE)
 _COUNT = Prepared(_COUNT_RECENT)
 _RECORD = insert_into(t.messages)
-_LOCK_SENDER = select(func.pg_advisory_xact_lock(bindparam("key")))
-# Many senders' locks in one statement, taken in the order of the (sorted) keys.
+# Senders' locks in one statement, taken in the order of the (sorted) keys.
 _LOCK_SENDERS = text(
     "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"
 ).bindparams(bindparam("keys", type_=ARRAY(BigInteger)))
@@ -188,10 +187,7 @@ class SqlMessages:
         if self.conn.dialect.name == "sqlite" or not senders:
             return
         keys = sorted({_sender_key(channel, sender) for sender in senders})
-        if len(keys) == 1:
-            self.conn.execute(_LOCK_SENDER, {"key": keys[0]})
-        else:
-            self.conn.execute(_LOCK_SENDERS, {"keys": keys})
+        self.conn.execute(_LOCK_SENDERS, {"keys": keys})
 
     def record(self, message: InboundMessage, outcome: Outcome) -> int:
         """The audit row: the message as received and what became of it. A sender, id or
@@ -204,8 +200,6 @@ class SqlMessages:
         """:meth:`record` for several messages in one statement; their ids, in order."""
         rows = [_message_row(message, outcome) for message, outcome in recorded]
         try:
-            if len(rows) == 1:
-                return [_RECORD.insert(self.conn, rows[0])]
             return _RECORD.insert_each(self.conn, rows)
         except IntegrityError as exc:  # the only constraint: (channel, external_id)
             if all(message.external_id is None for message, _ in recorded):

@@ -40,10 +40,10 @@ _DUE_ROWS = (
     .limit(bindparam("limit"))
 )
 _DUE = Prepared(_DUE_ROWS)
+_DUE_LOCKING = Prepared(_DUE_ROWS.with_for_update(skip_locked=True, of=t.outbox))
 _LEASE = Prepared(
     t.outbox.update().where(OneOf(_o.id, "ids")).values(lease_until=bindparam("until"))
 )
-_DUE_LOCKING = Prepared(_DUE_ROWS.with_for_update(skip_locked=True, of=t.outbox))
 
 
 _SETTLE = Prepared(

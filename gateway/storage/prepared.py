@@ -66,13 +66,11 @@ class Prepared:
 
     def all(self, conn: Connection, params: Params) -> Sequence[Any]:
         """Every row, with attribute access by column name (as ``Row`` has)."""
-        if conn.dialect.name != "sqlite" or self._too_long(params):
+        prepared = self._on_sqlite(conn, params)
+        if prepared is None:
             return conn.execute(self.statement, dict(params)).all()
-        if self._lists:
-            variant, params = self._variant(params)
-            return variant.all(conn, params)
-        compiled = self.compiled(conn.dialect)
-        cursor = _run(conn, compiled, _values(compiled, params))
+        compiled, values = prepared
+        cursor = _run(conn, compiled, values)
         rows: list[Any] = cursor.fetchall()
         if not rows:
             return rows
@@ -96,17 +94,6 @@ class Prepared:
         row = self.first(conn, params)
         return None if row is None else row[0]
 
-    def insert(self, conn: Connection, row: Params) -> int:
-        """Insert one row; its new primary key."""
-        if conn.dialect.name != "sqlite":
-            key = conn.execute(self.statement, dict(row)).inserted_primary_key
-            assert key is not None
-            return int(key[0])
-        compiled = self.compiled(conn.dialect)
-        cursor = _run(conn, compiled, _values(compiled, row))
-        assert cursor.lastrowid is not None
-        return int(cursor.lastrowid)
-
     def insert_each(self, conn: Connection, rows: Sequence[Params]) -> list[int]:
         """Insert rows; their new primary keys, in the rows' order."""
         if not rows:
@@ -126,26 +113,34 @@ class Prepared:
 
     def execute(self, conn: Connection, params: Params) -> None:
         """Run an UPDATE (or an INSERT whose key is not needed) once."""
-        if conn.dialect.name != "sqlite" or self._too_long(params):
+        prepared = self._on_sqlite(conn, params)
+        if prepared is None:
             conn.execute(self.statement, dict(params))
             return
-        if self._lists:
-            variant, params = self._variant(params)
-            variant.execute(conn, params)
-            return
-        compiled = self.compiled(conn.dialect)
-        _run(conn, compiled, _values(compiled, params))
+        compiled, values = prepared
+        _run(conn, compiled, values)
 
-    def _too_long(self, params: Params) -> bool:
-        """Whether the lists given hold more than :data:`_VARIANT_MAX` elements in all:
-        then SQLAlchemy binds them, not a variant compiled for that one length."""
-        return bool(self._lists) and sum(len(params[n]) for n in self._lists) > _VARIANT_MAX
-
-    def _variant(self, params: Params) -> tuple[Prepared, Params]:
-        """SQLite: this statement with each OneOf list as ``IN`` one parameter per element,
-        for the lengths of the lists given (compiled once per lengths), and the parameters
-        spread to match."""
+    def _on_sqlite(self, conn: Connection, params: Params) -> tuple[_Compiled, list[Any]] | None:
+        """What runs on SQLite's cursor: the statement compiled — or, with OneOf lists,
+        its variant for their lengths — and the values to bind. None where SQLAlchemy
+        runs it: another database, or lists of more than :data:`_VARIANT_MAX` elements in
+        all (not worth a variant compiled for that one length)."""
+        if conn.dialect.name != "sqlite":
+            return None
+        if not self._lists:
+            compiled = self.compiled(conn.dialect)
+            return compiled, _values(compiled, params)
         lengths = tuple(len(params[name]) for name in self._lists)
+        if sum(lengths) > _VARIANT_MAX:
+            return None
+        variant, spread = self._variant(lengths, params)
+        compiled = variant.compiled(conn.dialect)
+        return compiled, _values(compiled, spread)
+
+    def _variant(self, lengths: tuple[int, ...], params: Params) -> tuple[Prepared, Params]:
+        """This statement with each OneOf list as ``IN`` one parameter per element, for
+        the lists' ``lengths`` (made once per lengths), and the parameters spread to
+        match."""
         variant = self._variants.get(lengths)
         if variant is None:
             sizes = dict(zip(self._lists, lengths, strict=True))

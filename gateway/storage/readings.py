@@ -20,8 +20,6 @@ from gateway.storage import tables as t
 from gateway.storage.prepared import OneOf, Prepared, insert_into
 
 _m, _r, _reg = t.messages.c, t.readings.c, t.registers.c
-
-
 # The accepted readings of some registers before a period that cover some days.
 _HISTORY = Prepared(
     select(_r.register_id, _r.consumption, _r.days).where(
@@ -68,8 +66,7 @@ _STORED = (
     .join(t.registers, _reg.id == _r.register_id)
     .join(t.messages, _m.id == _r.message_id)
 )
-# The statements every accepted message runs (see gateway.storage.prepared); the
-# history of a few registers (one account's) with one parameter per register.
+# The statements every accepted message runs (see gateway.storage.prepared).
 _INSERT_READINGS = insert_into(t.readings, leaving_out=["review_note"])
 _INSERT_OUTBOX = insert_into(
     t.outbox, leaving_out=["next_attempt_at", "lease_until", "delivered_at", "last_error"]

@@ -119,7 +119,7 @@ async def test_prepared_inserts_store_what_sqlalchemy_reads_back(gw: Gateway) ->
     }
 
     def insert(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
-        new_id = stored_messages._RECORD.insert(uow.conn, row)
+        (new_id,) = stored_messages._RECORD.insert_each(uow.conn, [row])
         stored = uow.conn.execute(select(t.messages).where(t.messages.c.id == new_id)).one()
         return new_id, dict(stored._mapping)
 
@@ -129,7 +129,7 @@ async def test_prepared_inserts_store_what_sqlalchemy_reads_back(gw: Gateway) ->
 
     # The unique (channel, external_id) is SQLAlchemy's IntegrityError, as before.
     with pytest.raises(IntegrityError):
-        await gw.db.run(lambda uow: stored_messages._RECORD.insert(uow.conn, row))
+        await gw.db.run(lambda uow: stored_messages._RECORD.insert_each(uow.conn, [row]))
 
 
 def test_statements_that_cannot_be_prepared_are_refused_when_compiled() -> None:
