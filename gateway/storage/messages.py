@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, func, select, text
+from sqlalchemy import BigInteger, bindparam, func, select, text, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -47,13 +47,39 @@ _FIND_MESSAGES = Prepared(
         OneOf(_m.external_id, "external_ids"),
     )
 )
-_RECENT = Prepared(
-    select(_m.sender, _m.received_at).where(
+# When each of a batch's senders sent the messages after ``since``, by dialect name.
+# PostgreSQL: a seek per sender on (channel, sender, received_at). Given ``sender = ANY
+# (…)`` and no statistics (a new database, until autovacuum's first ANALYZE), its planner
+# scans every message of the last minute instead: 2,750 rows a batch at 700 messages/s.
+# The OFFSET keeps the LATERAL subquery from being pulled up into a join, which the
+# planner would plan the same way.
+_senders = (
+    func.unnest(bindparam("senders", type_=ARRAY(t.messages.c.sender.type)))
+    .table_valued("sender")
+    .render_derived("s")
+)
+_sent = (
+    select(_m.received_at)
+    .where(
         _m.channel == bindparam("channel"),
-        OneOf(_m.sender, "senders"),
+        _m.sender == _senders.c.sender,
         _m.received_at > bindparam("since"),
     )
+    .offset(0)
+    .lateral("sent")
 )
+_RECENT = {
+    "sqlite": Prepared(
+        select(_m.sender, _m.received_at).where(
+            _m.channel == bindparam("channel"),
+            OneOf(_m.sender, "senders"),
+            _m.received_at > bindparam("since"),
+        )
+    ),
+    "postgresql": Prepared(
+        select(_senders.c.sender, _sent.c.received_at).select_from(_senders.join(_sent, true()))
+    ),
+}
 
 
 def fit(value: str, length: int | None) -> str:
@@ -171,7 +197,7 @@ class SqlMessages:
         if not wanted:
             return times
         params = {"channel": channel, "senders": sorted(wanted), "since": since}
-        for row in _RECENT.all(self.conn, params):
+        for row in _RECENT[self.conn.dialect.name].all(self.conn, params):
             times[wanted[row.sender]].append(row.received_at)
         return times
 
