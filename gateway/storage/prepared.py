@@ -1,20 +1,23 @@
-"""Statements compiled once and run straight on SQLite's cursor: the intake's hot path.
+"""Statements compiled once and run straight on the driver's cursor: the intake's hot path.
 
 Profiling the webhook on SQLite (``bench/README.md``, issue 13) showed that most of the
 writer thread's time went to SQLAlchemy's per-execution machinery (execution context,
 compiled-cache lookup, parameter and row objects), not to SQLite: about 25 µs a
 statement against 5 µs for the statement itself, and a message runs about a dozen. A
 :class:`Prepared` statement is compiled once per dialect with SQLAlchemy — the same SQL,
-the same bind and result type processing (``Decimal`` as text, UTC timestamps) — and on
-SQLite runs on the driver's cursor of the unit of work's connection, inside its
-transaction. Driver errors are raised as SQLAlchemy's (``IntegrityError``,
-``OperationalError``), so callers and :class:`~gateway.storage.database.Database` treat
-them exactly as before. On other databases it is ``Connection.execute`` unchanged.
+the same bind and result type processing (``Decimal`` as text, UTC timestamps) — and runs
+on the DBAPI cursor of the unit of work's connection, inside its transaction: SQLite's
+own, or the asyncpg adapter's of SQLAlchemy (which starts the transaction, keeps
+asyncpg's prepared statements and translates asyncpg's errors, as for every other
+statement). A driver's error goes through the connection's own handling, so it is raised
+as SQLAlchemy's (``IntegrityError``, ``OperationalError``) and a lost connection is
+invalidated: callers and :class:`~gateway.storage.database.Database` see exactly what
+``Connection.execute`` gives. On other databases it is ``Connection.execute`` unchanged.
 
 Statements about a batch's many keys use :class:`OneOf`, not ``IN`` with an expanding
-parameter (which cannot be prepared): on SQLite a prepared statement keeps one variant per
-length of its lists, each with one parameter per element. An ``INSERT`` must be given
-every column it names.
+parameter (which cannot be prepared): on PostgreSQL one array parameter; on SQLite a
+prepared statement keeps one variant per length of its lists, each with one parameter
+per element. An ``INSERT`` must be given every column it names.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from typing import Any, cast
 from sqlalchemy import Boolean, ColumnElement, Insert, Select, Table, Update, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -43,10 +45,8 @@ class _Compiled:
     names: tuple[str, ...]
     binds: tuple[Processor, ...]
     defaults: Mapping[str, Any]
-    results: tuple[Processor, ...]
     # Makes a row (a named tuple) of a SELECT's values.
     make: Callable[[Iterable[Any]], tuple[Any, ...]] | None
-    any_result_processor: bool
 
 
 class Prepared:
@@ -63,10 +63,12 @@ class Prepared:
         # The statement's OneOf lists by name; on SQLite, one variant per their lengths.
         self._lists = sorted({e.name for e in visitors.iterate(statement) if isinstance(e, OneOf)})
         self._variants: dict[tuple[int, ...], Prepared] = {}
+        # A SELECT's result processors by dialect, None where no column needs one.
+        self._results: dict[str, tuple[Processor, ...] | None] = {}
 
     def all(self, conn: Connection, params: Params) -> Sequence[Any]:
         """Every row, with attribute access by column name (as ``Row`` has)."""
-        prepared = self._on_sqlite(conn, params)
+        prepared = self._on_cursor(conn, params)
         if prepared is None:
             return conn.execute(self.statement, dict(params)).all()
         compiled, values = prepared
@@ -76,9 +78,9 @@ class Prepared:
             return rows
         make = compiled.make
         assert make is not None
-        if not compiled.any_result_processor:
+        processors = self._result_processors(conn.dialect, cursor.description)
+        if processors is None:
             return [make(r) for r in rows]
-        processors = compiled.results
         return [
             make(
                 [v if p is None or v is None else p(v) for p, v in zip(processors, r, strict=True)]
@@ -113,21 +115,21 @@ class Prepared:
 
     def execute(self, conn: Connection, params: Params) -> None:
         """Run an UPDATE (or an INSERT whose key is not needed) once."""
-        prepared = self._on_sqlite(conn, params)
+        prepared = self._on_cursor(conn, params)
         if prepared is None:
             conn.execute(self.statement, dict(params))
             return
         compiled, values = prepared
         _run(conn, compiled, values)
 
-    def _on_sqlite(self, conn: Connection, params: Params) -> tuple[_Compiled, list[Any]] | None:
-        """What runs on SQLite's cursor: the statement compiled — or, with OneOf lists,
-        its variant for their lengths — and the values to bind. None where SQLAlchemy
-        runs it: another database, or lists of more than :data:`_VARIANT_MAX` elements in
-        all (not worth a variant compiled for that one length)."""
-        if conn.dialect.name != "sqlite":
+    def _on_cursor(self, conn: Connection, params: Params) -> tuple[_Compiled, list[Any]] | None:
+        """What runs on the driver's cursor: the statement compiled — or, on SQLite with
+        OneOf lists, its variant for their lengths — and the values to bind. None where
+        SQLAlchemy runs it: another database, or on SQLite lists of more than
+        :data:`_VARIANT_MAX` elements in all (not worth a variant for that one length)."""
+        if conn.dialect.name not in _ON_CURSOR:
             return None
-        if not self._lists:
+        if not self._lists or conn.dialect.name == "postgresql":  # lists are arrays there
             compiled = self.compiled(conn.dialect)
             return compiled, _values(compiled, params)
         lengths = tuple(len(params[name]) for name in self._lists)
@@ -166,7 +168,7 @@ class Prepared:
         """The INSERT or UPDATE once per row, in one ``executemany``."""
         if not rows:
             return
-        if conn.dialect.name != "sqlite":
+        if conn.dialect.name not in _ON_CURSOR:
             conn.execute(self.statement, [dict(r) for r in rows])
             return
         compiled = self.compiled(conn.dialect)
@@ -201,29 +203,40 @@ class Prepared:
                 raise ValueError(f"the insert names columns no row gives: {sorted(missing)}")
         processors = tuple(binds[name].type._cached_bind_processor(dialect) for name in names)
         make = None
-        results: tuple[Processor, ...] = ()
         if isinstance(statement, Select):
             columns = list(statement.selected_columns)
             keys = [column.key or f"column_{i}" for i, column in enumerate(columns)]
             row: Any = namedtuple("PreparedRow", keys, rename=True)  # type: ignore[misc]
             make = row._make
-            results = tuple(
-                column.type._cached_result_processor(dialect, None) for column in columns
-            )
         return _Compiled(
-            sql=compiled.string,
-            names=names,
-            binds=processors,
-            defaults=defaults,
-            results=results,
-            make=make,
-            any_result_processor=any(p is not None for p in results),
+            sql=compiled.string, names=names, binds=processors, defaults=defaults, make=make
         )
+
+    def _result_processors(
+        self, dialect: Dialect, description: Sequence[Sequence[Any]]
+    ) -> tuple[Processor, ...] | None:
+        """The SELECT's result processors for ``dialect``, by the column types the driver
+        described (asyncpg's numeric processing depends on the type PostgreSQL sent;
+        SQLite describes none): worked out on the first result, None where no column
+        needs one."""
+        if dialect.name not in self._results:
+            assert isinstance(self.statement, Select)
+            columns = self.statement.selected_columns
+            found = tuple(
+                column.type._cached_result_processor(dialect, described[1])
+                for column, described in zip(columns, description, strict=True)
+            )
+            self._results[dialect.name] = found if any(found) else None
+        return self._results[dialect.name]
 
 
 # The most list elements a variant of a statement binds (batches of messages and of the
 # relay stay below; the accounts of an elder's list of 500 lines go through SQLAlchemy).
 _VARIANT_MAX = 256
+
+
+# The dialects whose DBAPI cursor runs prepared statements (SQLAlchemy runs them elsewhere).
+_ON_CURSOR = frozenset({"sqlite", "postgresql"})
 
 
 def _element_name(name: str, index: int) -> str:
@@ -249,30 +262,21 @@ def _values(compiled: _Compiled, params: Params) -> list[Any]:
 
 
 def _run(conn: Connection, compiled: _Compiled, values: list[Any], *, many: bool = False) -> Any:
-    """The statement on the connection's driver cursor: once, or once per values list."""
-    raw = conn.connection.driver_connection
+    """The statement on the connection's DBAPI cursor: once, or once per values list."""
+    raw = conn.connection.dbapi_connection
     assert raw is not None
+    cursor = raw.cursor()
     try:
         if many:
-            return raw.executemany(compiled.sql, values)
-        return raw.execute(compiled.sql, values)
-    except conn.dialect.loaded_dbapi.Error as exc:
-        raise _wrapped(conn.dialect, compiled.sql, exc) from exc
-
-
-def _wrapped(dialect: Dialect, sql: str, exc: Exception) -> DBAPIError:
-    """The driver's error as SQLAlchemy raises it (``IntegrityError``, ...), its
-    parameters hidden as the engine hides them."""
-    error = DBAPIError.instance(
-        sql,
-        None,
-        exc,
-        dialect.loaded_dbapi.Error,
-        hide_parameters=True,
-        dialect=dialect,
-    )
-    assert isinstance(error, DBAPIError)
-    return error
+            cursor.executemany(compiled.sql, values)
+        else:
+            cursor.execute(compiled.sql, values)
+    except Exception as exc:
+        # SQLAlchemy's own handling of a driver's error: wrapped as its exception (the
+        # parameters hidden as the engine hides them), the connection invalidated when
+        # it was lost.
+        conn._handle_dbapi_exception(exc, compiled.sql, values, cursor, None)
+    return cursor
 
 
 class OneOf(ColumnElement[bool]):
