@@ -137,13 +137,13 @@ _WITH_REGISTERS = {
 }
 # A statement of its own: in READ COMMITTED a locking read that had to wait re-checks
 # only the locked row, so the account's readings are read after it, with a fresh snapshot.
-_LOCK_ACCOUNT = (
+_LOCK_ACCOUNT = Prepared(
     select(t.accounts.c.account)
     .where(t.accounts.c.account == bindparam("account"))
     .with_for_update()
 )
 # Many accounts' locks, always taken in number order so two lists cannot deadlock.
-_LOCK_ACCOUNTS = (
+_LOCK_ACCOUNTS = Prepared(
     select(t.accounts.c.account)
     .where(OneOf(t.accounts.c.account, "accounts"))
     .order_by(t.accounts.c.account)
@@ -185,7 +185,7 @@ class SqlRegistry:
         one account are validated one after the other.
         """
         if lock and self.conn.dialect.name != "sqlite":  # SQLite: one writer thread already
-            self.conn.execute(_LOCK_ACCOUNT, {"account": number})
+            _LOCK_ACCOUNT.all(self.conn, {"account": number})
         params = {"account": number, "period": period}
         one, _ = _WITH_REGISTERS[self.conn.dialect.name]
         accounts = _accounts(one.all(self.conn, params))
@@ -200,7 +200,7 @@ class SqlRegistry:
         if not wanted:
             return {}
         if lock and self.conn.dialect.name != "sqlite":
-            self.conn.execute(_LOCK_ACCOUNTS, {"accounts": wanted})
+            _LOCK_ACCOUNTS.all(self.conn, {"accounts": wanted})
         params = {"accounts": wanted, "period": period}
         _, many = _WITH_REGISTERS[self.conn.dialect.name]
         return _accounts(many.all(self.conn, params))
