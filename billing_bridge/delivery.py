@@ -41,7 +41,11 @@ import structlog
 from billing_bridge.circuit import Admission, BillingCircuit, CircuitState
 from gateway.domain.errors import GatewayError
 from gateway.domain.outbox import Delivery, OutboxItem, Settled, Verdict
-from gateway.domain.ports import BatchBillingClient, BillingClient, OutboxStore
+from gateway.domain.ports import (
+    BillingClient,
+    LocalBillingClient,
+    OutboxStore,
+)
 
 log = structlog.get_logger("billing_bridge.relay")
 
@@ -123,6 +127,8 @@ class OutboxRelay:
         gets through, the rest of the pass at full speed."""
         report = RelayReport()
         started = self._clock()
+        if isinstance(self._billing, LocalBillingClient):
+            return await self._run_local(self._billing, report, started)
         while True:
             admission = self.circuit.admit()
             if admission is Admission.NONE:
@@ -150,6 +156,17 @@ class OutboxRelay:
                 report.count(result)
             if down:
                 return report
+
+    async def _run_local(
+        self, billing: LocalBillingClient, report: RelayReport, started: datetime
+    ) -> RelayReport:
+        """A pass to a billing in the gateway's own database: batch after batch of the
+        rows due at the start, each claimed, stored and marked delivered in one
+        transaction (a register's later row is due once its earlier one is delivered,
+        in a later batch of the same pass)."""
+        while delivered := await billing.deliver_due(self._clock(), started, self._policy.batch):
+            report.delivered += delivered
+        return report
 
     async def _keep_probe(self, claimed: list[OutboxItem]) -> list[OutboxItem]:
         """The probe: the claimed row with the fewest attempts (then the lowest id), so a
@@ -197,11 +214,6 @@ class OutboxRelay:
         ``probing``: ``items`` is the one probe of a half-open circuit."""
         if not items or not (probing or self.circuit.is_closed):
             return [None] * len(items)
-        if isinstance(self._billing, BatchBillingClient):
-            answers = await self._deliver_all(self._billing, items)
-            for answer in answers:
-                self.circuit.record(answer)
-            return list(answers)
         gate = asyncio.Semaphore(self._policy.concurrency)
 
         async def one(item: OutboxItem) -> Delivery | None:
@@ -220,15 +232,6 @@ class OutboxRelay:
         except Exception as exc:  # a client bug must not stop the relay
             _log_error("relay_client_error", exc, outbox_id=item.id)
             return Delivery(Verdict.RETRY, f"client error: {exc!r}")
-
-    async def _deliver_all(
-        self, billing: BatchBillingClient, items: Sequence[OutboxItem]
-    ) -> list[Delivery]:
-        try:
-            return await billing.deliver_all(items)
-        except Exception as exc:
-            _log_error("relay_client_error", exc, outbox_ids=[item.id for item in items])
-            return [Delivery(Verdict.RETRY, f"client error: {exc!r}") for _ in items]
 
     def _verdict(
         self, item: OutboxItem, outcome: Delivery | None, started: datetime, down: bool

@@ -78,11 +78,16 @@ class BillingClient(Protocol):
 
 
 @runtime_checkable
-class BatchBillingClient(BillingClient, Protocol):
-    """A billing that takes a claimed batch at once (the embedded one: one transaction).
-    A batch holds at most one row per register, so order per register is kept."""
+class LocalBillingClient(BillingClient, Protocol):
+    """A billing kept in the gateway's own database (the embedded one). The relay hands
+    it whole batches of due rows by their due time: each batch is claimed, stored in
+    billing and marked delivered in one transaction, by set-based statements, so no row
+    travels through the relay. There is nothing to lease, retry or trip a circuit on: a
+    failure rolls the batch back, and the next pass takes it again."""
 
-    async def deliver_all(self, items: Sequence[OutboxItem]) -> list[Delivery]: ...
+    async def deliver_due(self, now: datetime, due_by: datetime, limit: int) -> int:
+        """Deliver up to ``limit`` rows due by ``due_by`` (in one transaction); how many."""
+        ...
 
 
 class OnList(Protocol):

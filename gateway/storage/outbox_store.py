@@ -7,8 +7,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    String,
+    and_,
+    bindparam,
+    cast,
+    exists,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from gateway.domain.outbox import Delivery, OutboxItem, Settled, Verdict
@@ -39,8 +52,17 @@ _DUE_ROWS = (
     .order_by(_o.id)
     .limit(bindparam("limit"))
 )
-_DUE = Prepared(_DUE_ROWS)
-_DUE_LOCKING = Prepared(_DUE_ROWS.with_for_update(skip_locked=True, of=t.outbox))
+# By dialect: PostgreSQL's several relays each skip the rows another one holds.
+_DUE = {
+    "sqlite": Prepared(_DUE_ROWS),
+    "postgresql": Prepared(_DUE_ROWS.with_for_update(skip_locked=True, of=t.outbox)),
+}
+_DUE_IDS = {
+    "sqlite": Prepared(_DUE_ROWS.with_only_columns(_o.id)),
+    "postgresql": Prepared(
+        _DUE_ROWS.with_only_columns(_o.id).with_for_update(skip_locked=True, of=t.outbox)
+    ),
+}
 _LEASE = Prepared(
     t.outbox.update().where(OneOf(_o.id, "ids")).values(lease_until=bindparam("until"))
 )
@@ -201,9 +223,7 @@ class SqlOutboxStore:
 def _claim(
     conn: Connection, now: datetime, due_by: datetime, limit: int, until: datetime
 ) -> list[OutboxItem]:
-    # PostgreSQL: several relays, each skipping the rows another one holds.
-    query = _DUE_LOCKING if conn.dialect.name == "postgresql" else _DUE
-    rows = query.all(conn, {"now": now, "due_by": due_by, "limit": limit})
+    rows = _DUE[conn.dialect.name].all(conn, {"now": now, "due_by": due_by, "limit": limit})
     if not rows:
         return []
     _LEASE.execute(conn, {"ids": [r.id for r in rows], "until": until})
@@ -215,25 +235,86 @@ def _claim(
 
 class EmbeddedBilling:
     """Billing kept in the gateway's own database: a repeat of a key is 'already have it'.
-    Being local, it takes a whole batch in one transaction (``deliver_all``)."""
+    Being local, the relay gives it whole batches of due rows (``deliver_due``), each
+    stored and marked delivered in the transaction that claims it; ``deliver`` takes a
+    row claimed by other means."""
 
     def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
         self._db = db
         self._clock = clock
 
     async def deliver(self, item: OutboxItem) -> Delivery:
-        (delivery,) = await self.deliver_all([item])
+        now = self._clock()
+        (delivery,) = await self._db.run(lambda uow: _store_in_billing(uow.conn, [item], now))
         return delivery
 
-    async def deliver_all(self, items: Sequence[OutboxItem]) -> list[Delivery]:
-        now = self._clock()
-        return await self._db.run(lambda uow: _store_in_billing(uow.conn, items, now))
+    async def deliver_due(self, now: datetime, due_by: datetime, limit: int) -> int:
+        return await self._db.run(lambda uow: _deliver_due(uow.conn, now, due_by, limit))
 
 
 _billing = t.billing_readings.c
 _KNOWN_KEYS = Prepared(
     select(_billing.idempotency_key).where(OneOf(_billing.idempotency_key, "keys"))
 )
+
+
+def _into_billing(field: Callable[..., ColumnElement[Any]], value: ColumnElement[Any]) -> Insert:
+    """Billing's rows for the outbox rows ``ids``, but for keys billing has already; the
+    columns in the table's order."""
+    rows = select(
+        _o.idempotency_key,
+        _o.reading_id,
+        func.coalesce(field("kind"), "reading"),
+        field("replaces", "idempotency_key"),
+        field("account"),
+        field("meter"),
+        field("zone"),
+        field("period"),
+        value,
+        bindparam("now", type_=_billing.received_at.type),
+    ).where(
+        OneOf(_o.id, "ids"),
+        ~exists().where(_billing.idempotency_key == _o.idempotency_key),
+    )
+    columns = [c.name for c in t.billing_readings.columns if not c.primary_key]
+    return insert(t.billing_readings).from_select(columns, rows)
+
+
+def _sqlite_field(*path: str) -> ColumnElement[Any]:
+    return func.json_extract(_o.payload, "$." + ".".join(path))
+
+
+def _postgresql_field(*path: str) -> ColumnElement[Any]:
+    document: Any = cast(_o.payload, JSONB)
+    for key in path[:-1]:
+        document = document[key]
+    return cast(document[path[-1]].astext, String)
+
+
+# Billing's row from the outbox row's payload (what an HTTP billing would be sent), by
+# dialect: a payload field as text, and the value as the column stores it.
+_INTO_BILLING = {
+    "sqlite": _into_billing(_sqlite_field, _sqlite_field("value")),
+    "postgresql": _into_billing(
+        _postgresql_field, cast(_postgresql_field("value"), _billing.value.type)
+    ),
+}
+_DELIVERED = (
+    t.outbox.update()
+    .where(OneOf(_o.id, "ids"))
+    .values(status="delivered", delivered_at=bindparam("now"), lease_until=None)
+)
+
+
+def _deliver_due(conn: Connection, now: datetime, due_by: datetime, limit: int) -> int:
+    """Up to ``limit`` rows due by ``due_by`` claimed, stored in billing (but for keys it
+    has) and marked delivered, in the caller's one transaction; how many."""
+    params = {"now": now, "due_by": due_by, "limit": limit}
+    ids = [row.id for row in _DUE_IDS[conn.dialect.name].all(conn, params)]
+    if ids:
+        conn.execute(_INTO_BILLING[conn.dialect.name], {"ids": ids, "now": now})
+        conn.execute(_DELIVERED, {"ids": ids, "now": now})
+    return len(ids)
 
 
 def _store_in_billing(

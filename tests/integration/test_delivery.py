@@ -269,6 +269,54 @@ async def test_embedded_billing_keeps_one_row_per_key(gw: Gateway, clock: Clock)
     assert json.loads((await select_rows(gw.db, t.outbox))[1]["payload"])["kind"] == "correction"
 
 
+async def test_embedded_billing_holds_what_the_payloads_say(gw: Gateway, clock: Clock) -> None:
+    """The relay's pass to the embedded billing is set-based (each batch claimed, stored
+    and marked delivered by statements in one transaction): billing's rows are still
+    exactly what each outbox row's payload says, as an HTTP billing would be sent it —
+    fractions, a correction naming the key it replaces, timestamps — on each database."""
+    for text in ("1234567890 12345 6789", "1234567891 4600", "1234567892 121.75 99.5"):
+        assert (await send(gw, text)).status == "accepted"
+    clock.advance(seconds=30)
+    assert (await send(gw, "1234567891 4610")).status == "accepted"  # a correction
+    clock.advance(seconds=30)
+    delivered_at = clock()
+
+    async with gw.relay() as relay:
+        report = await relay.run_once()
+
+    outbox = await select_rows(gw.db, t.outbox)
+    assert report.delivered == len(outbox) == 6
+    assert all(r["status"] == "delivered" for r in outbox)
+    assert {r["delivered_at"] for r in outbox} == {delivered_at}
+    assert all(r["lease_until"] is None and r["attempts"] == 0 for r in outbox)
+    expected = []
+    for row in outbox:
+        payload = json.loads(row["payload"])
+        replaces = payload["replaces"]
+        expected.append(
+            {
+                "idempotency_key": row["idempotency_key"],
+                "reading_id": payload["reading_id"],
+                "kind": payload["kind"],
+                "replaces_key": replaces and replaces["idempotency_key"],
+                "account": payload["account"],
+                "meter": payload["meter"],
+                "zone": payload["zone"],
+                "period": payload["period"],
+                "value": Decimal(payload["value"]),
+                "received_at": delivered_at,
+            }
+        )
+    held = [
+        {k: v for k, v in r.items() if k != "id"}
+        for r in await select_rows(gw.db, t.billing_readings)
+    ]
+    assert sorted(held, key=lambda r: r["reading_id"]) == expected
+    assert [r["value"] for r in expected] == [12345, 6789, 4600, Decimal("121.75"), 99.5, 4610]
+    assert expected[-1]["kind"] == "correction"
+    assert expected[-1]["replaces_key"] == expected[2]["idempotency_key"]
+
+
 async def test_a_row_claimed_late_in_a_long_pass_is_leased_from_its_claim(
     gw: Gateway, clock: Clock
 ) -> None:
