@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import logging
 import sys
 import threading
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -124,18 +126,64 @@ def _sink(stream: TextIO) -> LineSink:
     return found
 
 
+# structlog's level names for its method names (as ``add_log_level`` maps them).
+_LEVEL_NAMES = {"warn": "warning", "exception": "error"}
+
+
+class _UtcStamp:
+    """``timestamp`` as structlog's ``TimeStamper(fmt="iso", utc=True)`` writes it
+    (``2026-11-24T08:17:22.213220Z``; the six digits also at a whole second, where
+    ``datetime.isoformat`` drops them), the date and time of day formatted once a second."""
+
+    def __init__(self, clock: Callable[[], int] = time.time_ns) -> None:
+        self._clock = clock  # nanoseconds since the epoch
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self) -> str:
+        second, nanos = divmod(self._clock(), 1_000_000_000)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._prefix}.{nanos // 1000:06d}Z"
+
+
+def _level_and_time(stamp: _UtcStamp) -> structlog.typing.Processor:
+    """``add_log_level`` and ``TimeStamper`` in one step (each line of every request
+    goes through it)."""
+
+    def add(_logger: Any, name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        event["level"] = _LEVEL_NAMES.get(name, name)
+        event["timestamp"] = stamp()
+        return event
+
+    return add
+
+
+def _unserializable(value: Any) -> Any:
+    """What structlog's JSON renderer writes for a value JSON has no form for."""
+    structlog_form = getattr(value, "__structlog__", None)
+    return structlog_form() if structlog_form is not None else repr(value)
+
+
+def _json_lines() -> structlog.typing.Processor:
+    """structlog's ``JSONRenderer(ensure_ascii=False)``, with its encoder made once
+    rather than per line."""
+    encode = json.JSONEncoder(ensure_ascii=False, default=_unserializable).encode
+
+    def render(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> str:
+        return encode(event)
+
+    return render
+
+
 def configure(fmt: str = "auto", level: str = "info") -> None:
     as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     sink = _sink(sys.stderr)
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer(ensure_ascii=False)
-        if as_json
-        else structlog.dev.ConsoleRenderer()
-    )
+    renderer = _json_lines() if as_json else structlog.dev.ConsoleRenderer()
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _level_and_time(_UtcStamp()),
     ]
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
