@@ -104,7 +104,7 @@ async def billed(
 
 
 async def fill_outbox(gw: Gateway) -> list[dict[str, Any]]:
-    """Readings of three accounts, one corrected: five outbox rows, two for one register."""
+    """Readings of three accounts, one corrected: six outbox rows, two for one register."""
     for text in (
         "1234567891 4600",
         "1234567890 12345 6789",
@@ -315,6 +315,29 @@ async def test_embedded_billing_holds_what_the_payloads_say(gw: Gateway, clock: 
     assert [r["value"] for r in expected] == [12345, 6789, 4600, Decimal("121.75"), 99.5, 4610]
     assert expected[-1]["kind"] == "correction"
     assert expected[-1]["replaces_key"] == expected[2]["idempotency_key"]
+
+
+async def test_two_relays_to_the_embedded_billing_at_once_deliver_each_row_once(
+    gw: Gateway, clock: Clock
+) -> None:
+    """Batches of one row, two relays' passes at once (on PostgreSQL, two transactions
+    that skip each other's locked rows): every row is delivered by exactly one of them,
+    and billing holds each key once."""
+    rows = await fill_outbox(gw)
+    relays = [
+        OutboxRelay(
+            SqlOutboxStore(gw.db), EmbeddedBilling(gw.db, clock), clock, RelayPolicy(batch=1)
+        )
+        for _ in range(2)
+    ]
+
+    reports = await asyncio.gather(*(relay.run_once() for relay in relays))
+
+    assert sum(r.delivered for r in reports) == len(rows)
+    assert all(r.delivered for r in reports)  # the two took turns
+    held = await select_rows(gw.db, t.billing_readings)
+    assert sorted(r["idempotency_key"] for r in held) == sorted(r["idempotency_key"] for r in rows)
+    assert {r["status"] for r in await select_rows(gw.db, t.outbox)} == {"delivered"}
 
 
 async def test_a_row_claimed_late_in_a_long_pass_is_leased_from_its_claim(
