@@ -25,6 +25,10 @@ were. A probe is the claimed row with the fewest attempts (then the lowest id), 
 that keeps failing is not the probe while any other row is due; a row that fails with
 nothing else due looks like billing down, and is tried as the probe at the circuit's
 pace (at most every ``circuit_open_cap`` seconds).
+
+A billing in the gateway's own database (:class:`~gateway.domain.ports.LocalBillingClient`,
+the embedded one) needs none of this: it takes whole batches of due rows itself, each in
+the transaction that claims it, and there is nothing to retry or to trip a circuit on.
 """
 
 from __future__ import annotations
@@ -41,11 +45,7 @@ import structlog
 from billing_bridge.circuit import Admission, BillingCircuit, CircuitState
 from gateway.domain.errors import GatewayError
 from gateway.domain.outbox import Delivery, OutboxItem, Settled, Verdict
-from gateway.domain.ports import (
-    BillingClient,
-    LocalBillingClient,
-    OutboxStore,
-)
+from gateway.domain.ports import BillingClient, LocalBillingClient, OutboxStore
 
 log = structlog.get_logger("billing_bridge.relay")
 
