@@ -6,13 +6,12 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Insert,
-    String,
+    Select,
     and_,
     bindparam,
     cast,
@@ -27,7 +26,7 @@ from sqlalchemy.engine import Connection
 from gateway.domain.outbox import Delivery, OutboxItem, Settled, Verdict
 from gateway.storage import tables as t
 from gateway.storage.database import Database
-from gateway.storage.prepared import OneOf, Prepared, insert_into
+from gateway.storage.prepared import OneOf, Prepared
 
 _o = t.outbox.c
 _earlier = t.outbox.alias("earlier")
@@ -52,17 +51,19 @@ _DUE_ROWS = (
     .order_by(_o.id)
     .limit(bindparam("limit"))
 )
-# By dialect: PostgreSQL's several relays each skip the rows another one holds.
-_DUE = {
-    "sqlite": Prepared(_DUE_ROWS),
-    "postgresql": Prepared(_DUE_ROWS.with_for_update(skip_locked=True, of=t.outbox)),
-}
-_DUE_IDS = {
-    "sqlite": Prepared(_DUE_ROWS.with_only_columns(_o.id)),
-    "postgresql": Prepared(
-        _DUE_ROWS.with_only_columns(_o.id).with_for_update(skip_locked=True, of=t.outbox)
-    ),
-}
+
+
+def _claimed(rows: Select[Any]) -> dict[str, Prepared]:
+    """``rows`` as a relay claims them, by dialect: PostgreSQL's several relays each skip
+    the rows another one holds."""
+    return {
+        "sqlite": Prepared(rows),
+        "postgresql": Prepared(rows.with_for_update(skip_locked=True, of=t.outbox)),
+    }
+
+
+_DUE = _claimed(_DUE_ROWS)
+_DUE_IDS = _claimed(_DUE_ROWS.with_only_columns(_o.id))
 _LEASE = Prepared(
     t.outbox.update().where(OneOf(_o.id, "ids")).values(lease_until=bindparam("until"))
 )
@@ -81,7 +82,6 @@ _SETTLE = Prepared(
         lease_until=None,
     )
 )
-_INSERT_BILLING = insert_into(t.billing_readings)
 
 
 _RELEASE = (
@@ -236,8 +236,8 @@ def _claim(
 class EmbeddedBilling:
     """Billing kept in the gateway's own database: a repeat of a key is 'already have it'.
     Being local, the relay gives it whole batches of due rows (``deliver_due``), each
-    stored and marked delivered in the transaction that claims it; ``deliver`` takes a
-    row claimed by other means."""
+    stored and marked delivered in the transaction that claims it; ``deliver`` stores one
+    row claimed by other means, by the same statement."""
 
     def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
         self._db = db
@@ -245,17 +245,14 @@ class EmbeddedBilling:
 
     async def deliver(self, item: OutboxItem) -> Delivery:
         now = self._clock()
-        (delivery,) = await self._db.run(lambda uow: _store_in_billing(uow.conn, [item], now))
-        return delivery
+        stored = await self._db.run(lambda uow: _store_in_billing(uow.conn, [item.id], now))
+        return Delivery(Verdict.DELIVERED, "stored" if stored else "already had it")
 
     async def deliver_due(self, now: datetime, due_by: datetime, limit: int) -> int:
         return await self._db.run(lambda uow: _deliver_due(uow.conn, now, due_by, limit))
 
 
 _billing = t.billing_readings.c
-_KNOWN_KEYS = Prepared(
-    select(_billing.idempotency_key).where(OneOf(_billing.idempotency_key, "keys"))
-)
 
 
 def _into_billing(field: Callable[..., ColumnElement[Any]], value: ColumnElement[Any]) -> Insert:
@@ -288,7 +285,8 @@ def _postgresql_field(*path: str) -> ColumnElement[Any]:
     document: Any = cast(_o.payload, JSONB)
     for key in path[:-1]:
         document = document[key]
-    return cast(document[path[-1]].astext, String)
+    text: ColumnElement[Any] = document[path[-1]].astext
+    return text
 
 
 # Billing's row from the outbox row's payload (what an HTTP billing would be sent), by
@@ -312,36 +310,11 @@ def _deliver_due(conn: Connection, now: datetime, due_by: datetime, limit: int) 
     params = {"now": now, "due_by": due_by, "limit": limit}
     ids = [row.id for row in _DUE_IDS[conn.dialect.name].all(conn, params)]
     if ids:
-        conn.execute(_INTO_BILLING[conn.dialect.name], {"ids": ids, "now": now})
+        _store_in_billing(conn, ids, now)
         conn.execute(_DELIVERED, {"ids": ids, "now": now})
     return len(ids)
 
 
-def _store_in_billing(
-    conn: Connection, items: Sequence[OutboxItem], now: datetime
-) -> list[Delivery]:
-    keys = [item.idempotency_key for item in items]
-    known = {row.idempotency_key for row in _KNOWN_KEYS.all(conn, {"keys": keys})}
-    new = [item for item in items if item.idempotency_key not in known]
-    if new:
-        _INSERT_BILLING.execute_many(
-            conn,
-            [
-                {
-                    "idempotency_key": item.idempotency_key,
-                    "reading_id": item.payload["reading_id"],
-                    "kind": item.payload.get("kind", "reading"),
-                    "replaces_key": (item.payload.get("replaces") or {}).get("idempotency_key"),
-                    "account": item.payload["account"],
-                    "meter": item.payload["meter"],
-                    "zone": item.payload["zone"],
-                    "period": item.payload["period"],
-                    "value": Decimal(item.payload["value"]),
-                    "received_at": now,
-                }
-                for item in new
-            ],
-        )
-    return [
-        Delivery(Verdict.DELIVERED, "already had it" if key in known else "stored") for key in keys
-    ]
+def _store_in_billing(conn: Connection, ids: list[int], now: datetime) -> int:
+    """Billing's rows for the outbox rows ``ids`` (but for keys it has); how many new."""
+    return conn.execute(_INTO_BILLING[conn.dialect.name], {"ids": ids, "now": now}).rowcount

@@ -475,13 +475,16 @@ async def test_embedded_billing_takes_a_batch_and_answers_a_repeat_as_had(
     await send(gw, "1234567891 4600")
     store = SqlOutboxStore(gw.db)
     first, *_ = await store.claim(clock(), 1, 60.0, due_by=clock())
-    await EmbeddedBilling(gw.db, clock).deliver(first)  # ... and the relay died here
+    stored = await EmbeddedBilling(gw.db, clock).deliver(first)  # ... and the relay died here
+    assert (stored.verdict, stored.detail) == (Verdict.DELIVERED, "stored")
     clock.advance(seconds=61)
 
     async with gw.relay() as relay:
         report = await relay.run_once()
 
     assert (report.delivered, report.retried, report.failed) == (3, 0, 0)
+    again = await EmbeddedBilling(gw.db, clock).deliver(first)
+    assert (again.verdict, again.detail) == (Verdict.DELIVERED, "already had it")
     held = await select_rows(gw.db, t.billing_readings)
     assert sorted(r["idempotency_key"] for r in held) == sorted(
         r["idempotency_key"] for r in await select_rows(gw.db, t.outbox)
