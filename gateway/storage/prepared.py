@@ -27,7 +27,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Boolean, ColumnElement, Insert, Select, Table, Update, any_, bindparam
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Insert,
+    Select,
+    Table,
+    Update,
+    any_,
+    bindparam,
+    func,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.compiler import compiles
@@ -65,6 +76,8 @@ class Prepared:
         self._variants: dict[tuple[int, ...], Prepared] = {}
         # A SELECT's result processors by dialect, None where no column needs one.
         self._results: dict[str, tuple[Processor, ...] | None] = {}
+        # An INSERT's rows as arrays, on PostgreSQL (made on first use).
+        self._arrays: Prepared | None = None
 
     def all(self, conn: Connection, params: Params) -> Sequence[Any]:
         """Every row, with attribute access by column name (as ``Row`` has)."""
@@ -100,6 +113,9 @@ class Prepared:
         """Insert rows; their new primary keys, in the rows' order."""
         if not rows:
             return []
+        if conn.dialect.name == "postgresql":
+            # The keys a sequence gives one statement's rows rise in the rows' order.
+            return sorted(int(r[0]) for r in self._insert_arrays(conn, rows).fetchall())
         if conn.dialect.name != "sqlite":
             assert isinstance(self.statement, Insert)
             (key,) = self.statement.table.primary_key
@@ -171,8 +187,37 @@ class Prepared:
         if conn.dialect.name not in _ON_CURSOR:
             conn.execute(self.statement, [dict(r) for r in rows])
             return
+        if conn.dialect.name == "postgresql" and isinstance(self.statement, Insert):
+            self._insert_arrays(conn, rows)
+            return
         compiled = self.compiled(conn.dialect)
         _run(conn, compiled, [_values(compiled, r) for r in rows], many=True)
+
+    def _insert_arrays(self, conn: Connection, rows: Sequence[Params]) -> Any:
+        """An INSERT's rows in one execution on PostgreSQL: each column's values bound as
+        one array, the rows made by ``unnest`` in their order, their keys returned. One
+        statement for any number of rows, planned once per connection: a list of
+        ``VALUES`` is a statement per length, each planned afresh, and ``executemany``
+        runs the statement once per row."""
+        if self._arrays is None:
+            assert isinstance(self.statement, Insert)
+            table = self.statement.table
+            assert isinstance(table, Table)
+            (key,) = table.primary_key
+            columns = [table.c[name] for name in self._columns]
+            unnested = (
+                func.unnest(*[bindparam(c.name, type_=ARRAY(c.type)) for c in columns])
+                .table_valued(*[c.name for c in columns], with_ordinality="row_number")
+                .render_derived(name="given")
+            )
+            ordered = select(*[unnested.c[c.name] for c in columns]).order_by(unnested.c.row_number)
+            self._arrays = Prepared(
+                table.insert().from_select(self._columns, ordered).returning(key),
+                columns=self._columns,
+            )
+        compiled = self._arrays.compiled(conn.dialect)
+        arrays = {name: [row[name] for row in rows] for name in self._columns}
+        return _run(conn, compiled, _values(compiled, arrays))
 
     def compiled(self, dialect: Dialect) -> _Compiled:
         """The statement as compiled for ``dialect`` (once); a statement that cannot be

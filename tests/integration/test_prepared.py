@@ -137,6 +137,41 @@ async def test_prepared_inserts_store_what_sqlalchemy_reads_back(gw: Gateway) ->
         await gw.db.run(lambda uow: stored_messages._RECORD.insert_each(uow.conn, [row]))
 
 
+async def test_prepared_inserts_of_many_rows_give_each_row_its_own_key(gw: Gateway) -> None:
+    """Several rows in one statement (arrays on PostgreSQL, a row at a time on SQLite):
+    the keys come back in the rows' order, each row stored with its own values, NULLs
+    and non-ASCII text included, for batches of different sizes one after another."""
+    received = datetime(2026, 3, 5, 10, 30, 15, 123456, tzinfo=UTC)
+
+    def row(n: int) -> dict[str, Any]:
+        return {
+            "channel": "sms",
+            "external_id": f"SMmany{n}",
+            "sender": f"+7912000{n:04d}",
+            "text": f"текст {n}",
+            "received_at": received + timedelta(seconds=n),
+            "status": "rejected" if n % 2 else "accepted",
+            "error_code": "unparseable" if n % 2 else None,
+            "account": None if n % 3 else f"{n:010d}",
+            "reply": None if n % 2 else f"ответ {n}",
+            "outcome": f'{{"n": {n}}}',
+        }
+
+    def insert(uow: UnitOfWork, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        ids = stored_messages._RECORD.insert_each(uow.conn, rows)
+        assert len(set(ids)) == len(rows)
+        stored = uow.conn.execute(select(t.messages).where(t.messages.c.id.in_(ids)))
+        by_id = {r.id: dict(r._mapping) for r in stored}
+        return [by_id[new_id] for new_id in ids]
+
+    start = 0
+    for size in (3, 1, 7):
+        rows = [row(n) for n in range(start, start + size)]
+        start += size
+        stored = await gw.db.run(lambda uow, rows=rows: insert(uow, rows))
+        assert [{k: v for k, v in r.items() if k != "id"} for r in stored] == rows
+
+
 def test_statements_that_cannot_be_prepared_are_refused_when_compiled() -> None:
     from sqlalchemy.dialects import sqlite
 
