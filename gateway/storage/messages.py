@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, func, select, text, true
+from sqlalchemy import BigInteger, bindparam, func, select, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -38,15 +38,41 @@ _FIND = Prepared(_FIND_MESSAGE)
 _COUNT = Prepared(_COUNT_RECENT)
 _RECORD = insert_into(t.messages)
 # Senders' locks in one statement, taken in the order of the (sorted) keys.
-_LOCK_SENDERS = text(
-    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"
-).bindparams(bindparam("keys", type_=ARRAY(BigInteger)))
-_FIND_MESSAGES = Prepared(
-    select(_m.external_id, _m.id, _m.status, _m.outcome).where(
-        _m.channel == bindparam("channel"),
-        OneOf(_m.external_id, "external_ids"),
-    )
+_lock_keys = (
+    func.unnest(bindparam("keys", type_=ARRAY(BigInteger))).table_valued("k").render_derived("keys")
 )
+_LOCK_SENDERS = Prepared(select(func.pg_advisory_xact_lock(_lock_keys.c.k)))
+# A batch's earlier deliveries by provider id, by dialect name. PostgreSQL: a seek per id
+# on the unique (channel, external_id) index. Given ``external_id = ANY (…)`` and no
+# statistics, its planner keeps the list as a filter on the channel's rows: every message
+# of the channel, read for each batch.
+_external_ids = (
+    func.unnest(bindparam("external_ids", type_=ARRAY(t.messages.c.external_id.type)))
+    .table_valued("external_id")
+    .render_derived("e")
+)
+_delivered = (
+    select(_m.id, _m.status, _m.outcome)
+    .where(_m.channel == bindparam("channel"), _m.external_id == _external_ids.c.external_id)
+    .offset(0)
+    .lateral("delivered")
+)
+_FIND_MESSAGES = {
+    "sqlite": Prepared(
+        select(_m.external_id, _m.id, _m.status, _m.outcome).where(
+            _m.channel == bindparam("channel"),
+            OneOf(_m.external_id, "external_ids"),
+        )
+    ),
+    "postgresql": Prepared(
+        select(
+            _external_ids.c.external_id,
+            _delivered.c.id,
+            _delivered.c.status,
+            _delivered.c.outcome,
+        ).select_from(_external_ids.join(_delivered, true()))
+    ),
+}
 # When each of a batch's senders sent the messages after ``since``, by dialect name.
 # PostgreSQL: a seek per sender on (channel, sender, received_at). Given ``sender = ANY
 # (…)`` and no statistics (a new database, until autovacuum's first ANALYZE), its planner
@@ -184,7 +210,7 @@ class SqlMessages:
         params = {"channel": channel, "external_ids": sorted(wanted)}
         return {
             wanted[row.external_id]: StoredMessage(row.id, row.status, json.loads(row.outcome))
-            for row in _FIND_MESSAGES.all(self.conn, params)
+            for row in _FIND_MESSAGES[self.conn.dialect.name].all(self.conn, params)
         }
 
     def recent(
@@ -213,7 +239,7 @@ class SqlMessages:
         if self.conn.dialect.name == "sqlite" or not senders:
             return
         keys = sorted({_sender_key(channel, sender) for sender in senders})
-        self.conn.execute(_LOCK_SENDERS, {"keys": keys})
+        _LOCK_SENDERS.all(self.conn, {"keys": keys})
 
     def record(self, message: InboundMessage, outcome: Outcome) -> int:
         """The audit row: the message as received and what became of it. A sender, id or

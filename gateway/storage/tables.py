@@ -198,7 +198,7 @@ messages = Table(
     Column("reply", Text, nullable=True),
     Column("outcome", Text, nullable=False),
     UniqueConstraint("channel", "external_id", name="uq_message_external_id"),
-    Index("ix_messages_sender_time", "channel", "sender", "received_at"),
+    Index("ix_messages_sender_time", "sender", "channel", "received_at"),
 )
 
 readings = Table(

@@ -76,7 +76,7 @@ async def test_every_prepared_select_returns_what_sqlalchemy_returns(
             rows = _same(accounts_query, uow, {"accounts": accounts, "period": "9999-12"})
             assert {row[0] for row in rows} == set(accounts) - {"0000000000"}
         ids = {"channel": "sms", "external_ids": ["SMprep0", "SMprep2", "SMnone"]}
-        assert len(_same(stored_messages._FIND_MESSAGES, uow, ids)) == 2
+        assert len(_same(stored_messages._FIND_MESSAGES[dialect], uow, ids)) == 2
         many = [f"+7912{i:07d}" for i in range(300)]
         senders = {"channel": "sms", "senders": many, "since": clock.now - timedelta(days=400)}
         recent = _same(stored_messages._RECENT[dialect], uow, senders, ordered=False)
@@ -214,6 +214,14 @@ async def test_postgresql_lateral_statements_answer_as_sqlites_do(
             ours = _rows(stored_messages._RECENT["postgresql"], uow, recent)
             assert sorted(ours) == sorted(_rows(stored_messages._RECENT["sqlite"], uow, recent))
             assert len(ours) == found
+        delivered = {"channel": "sms", "external_ids": ["SMprep0", "SMo", "SMnone"]}
+        ours = _rows(stored_messages._FIND_MESSAGES["postgresql"], uow, delivered)
+        assert len(ours) == 2
+        assert sorted(ours) == sorted(
+            _rows(stored_messages._FIND_MESSAGES["sqlite"], uow, delivered)
+        )
+        other = {"channel": "email", "external_ids": ["SMprep0"]}
+        assert _rows(stored_messages._FIND_MESSAGES["postgresql"], uow, other) == []
 
     await gw.db.run(compare)
 
@@ -223,18 +231,20 @@ async def test_postgresql_seeks_readings_and_messages_without_their_statistics(
 ) -> None:
     """A new database's readings and messages have no statistics until autovacuum's first
     ANALYZE; meanwhile a batch's lookups must stay index seeks: no hash of every reading,
-    no scan of every message of the last minute."""
+    no scan of every message of the last minute, nor of every message of the channel."""
     if gw.db.is_sqlite:
         pytest.skip("PostgreSQL's planner")
     await _history(gw, clock)
 
-    def plans(uow: UnitOfWork) -> tuple[str, str]:
+    def plans(uow: UnitOfWork) -> tuple[str, str, str]:
         _, accounts = stored_registry._WITH_REGISTERS["postgresql"]
         many = {"accounts": ["1234567890", "1234567891"], "period": "9999-12"}
         recent = {"channel": "sms", "senders": ["+79120000001"], "since": clock.now}
+        delivered = {"channel": "sms", "external_ids": ["SMprep0", "SMprep1"]}
         return (
             _plan(uow, accounts, many),
             _plan(uow, stored_messages._RECENT["postgresql"], recent),
+            _plan(uow, stored_messages._FIND_MESSAGES["postgresql"], delivered),
         )
 
     never = await gw.db.run(
@@ -244,10 +254,14 @@ async def test_postgresql_seeks_readings_and_messages_without_their_statistics(
         ).scalar()
     )
     assert never == 2  # the case this is about
-    accounts_plan, recent_plan = await gw.db.run(plans)
+    accounts_plan, recent_plan, delivered_plan = await gw.db.run(plans)
     assert "Hash" not in accounts_plan, accounts_plan
     assert "Seq Scan on readings" not in accounts_plan, accounts_plan
     assert "sender = (s.sender)::text" in _index_conditions(recent_plan), recent_plan
+    # Each delivery id is a condition of the index seek, not a filter on the channel's rows.
+    assert "external_id)::text = (e.external_id)::text" in _index_conditions(delivered_plan), (
+        delivered_plan
+    )
 
 
 def _index_conditions(plan: str) -> str:
