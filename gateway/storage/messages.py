@@ -13,6 +13,7 @@ from sqlalchemy import BigInteger, bindparam, func, select, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.selectable import TableValuedAlias
 
 from gateway.domain.errors import AlreadyRecorded
 from gateway.domain.model import (
@@ -37,20 +38,24 @@ _COUNT_RECENT_WITH_CODE = _COUNT_RECENT.where(_m.error_code == bindparam("error_
 _FIND = Prepared(_FIND_MESSAGE)
 _COUNT = Prepared(_COUNT_RECENT)
 _RECORD = insert_into(t.messages)
+
+
+def _rows_of(name: str, type_: Any, column: str, alias: str) -> TableValuedAlias:
+    """The list bound as ``name`` (one PostgreSQL array of ``type_``), as rows of one
+    ``column`` of ``alias``, in the list's order: what a statement seeks or locks each
+    element of."""
+    unnested = func.unnest(bindparam(name, type_=ARRAY(type_))).table_valued(column)
+    return unnested.render_derived(alias)
+
+
 # Senders' locks in one statement, taken in the order of the (sorted) keys.
-_lock_keys = (
-    func.unnest(bindparam("keys", type_=ARRAY(BigInteger))).table_valued("k").render_derived("keys")
-)
+_lock_keys = _rows_of("keys", BigInteger, "k", "keys")
 _LOCK_SENDERS = Prepared(select(func.pg_advisory_xact_lock(_lock_keys.c.k)))
 # A batch's earlier deliveries by provider id, by dialect name. PostgreSQL: a seek per id
 # on the unique (channel, external_id) index. Given ``external_id = ANY (…)`` and no
 # statistics, its planner keeps the list as a filter on the channel's rows: every message
 # of the channel, read for each batch.
-_external_ids = (
-    func.unnest(bindparam("external_ids", type_=ARRAY(t.messages.c.external_id.type)))
-    .table_valued("external_id")
-    .render_derived("e")
-)
+_external_ids = _rows_of("external_ids", _m.external_id.type, "external_id", "e")
 _delivered = (
     select(_m.id, _m.status, _m.outcome)
     .where(_m.channel == bindparam("channel"), _m.external_id == _external_ids.c.external_id)
@@ -79,11 +84,7 @@ _FIND_MESSAGES = {
 # scans every message of the last minute instead: 2,750 rows a batch at 700 messages/s.
 # The OFFSET keeps the LATERAL subquery from being pulled up into a join, which the
 # planner would plan the same way.
-_senders = (
-    func.unnest(bindparam("senders", type_=ARRAY(t.messages.c.sender.type)))
-    .table_valued("sender")
-    .render_derived("s")
-)
+_senders = _rows_of("senders", _m.sender.type, "sender", "s")
 _sent = (
     select(_m.received_at)
     .where(
