@@ -210,6 +210,15 @@ async def gw(settings: Settings, clock: Clock, tmp_path: Path) -> AsyncIterator[
         yield wired
 
 
+def explain(conn: Connection, statement: Any, params: dict[str, Any]) -> str:
+    """PostgreSQL's plan of ``statement`` with ``params``, as EXPLAIN prints it (the
+    statement is not run)."""
+    compiled = statement.compile(dialect=conn.dialect)
+    values = compiled.construct_params(params)
+    ordered = tuple(values[name] for name in compiled.positiontup or ())
+    return "\n".join(conn.exec_driver_sql("EXPLAIN " + compiled.string, ordered).scalars())
+
+
 async def select_rows(db: Database, table: Table) -> list[dict[str, Any]]:
     """Every row of ``table`` in id order (or key order), as plain dicts."""
     order = table.c.id if "id" in table.c else next(iter(table.primary_key))

@@ -19,6 +19,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
@@ -255,24 +256,37 @@ class EmbeddedBilling:
 _billing = t.billing_readings.c
 
 
-def _into_billing(field: Callable[..., ColumnElement[Any]], value: ColumnElement[Any]) -> Insert:
-    """Billing's rows for the outbox rows ``ids``, but for keys billing has already; the
-    columns in the table's order."""
-    rows = select(
-        _o.idempotency_key,
-        _o.reading_id,
-        func.coalesce(field("kind"), "reading"),
-        field("replaces", "idempotency_key"),
-        field("account"),
-        field("meter"),
-        field("zone"),
-        field("period"),
-        value,
-        bindparam("now", type_=_billing.received_at.type),
-    ).where(
-        OneOf(_o.id, "ids"),
-        ~exists().where(_billing.idempotency_key == _o.idempotency_key),
+def _into_billing(
+    field: Callable[..., ColumnElement[Any]],
+    value: ColumnElement[Any],
+    chosen: ColumnElement[bool] | None = None,
+) -> Insert:
+    """Billing's rows for the outbox rows ``chosen`` (by default those of the list
+    ``ids``), but for keys billing has already; the columns in the table's order."""
+    rows = (
+        select(
+            _o.idempotency_key,
+            _o.reading_id,
+            func.coalesce(field("kind"), "reading"),
+            field("replaces", "idempotency_key"),
+            field("account"),
+            field("meter"),
+            field("zone"),
+            field("period"),
+            value,
+            bindparam("now", type_=_billing.received_at.type),
+        )
+        .select_from(t.outbox)
+        .where(
+            OneOf(_o.id, "ids") if chosen is None else chosen,
+            ~exists().where(_billing.idempotency_key == _o.idempotency_key),
+        )
+        # Billing's rows in the outbox's order (a register's rows, a correction after
+        # what it replaces), whatever order the plan finds them in.
+        .order_by(_o.id)
     )
+    if field is _postgresql_field:
+        rows = rows.join(_document, true())
     columns = [c.name for c in t.billing_readings.columns if not c.primary_key]
     return insert(t.billing_readings).from_select(columns, rows)
 
@@ -281,8 +295,15 @@ def _sqlite_field(*path: str) -> ColumnElement[Any]:
     return func.json_extract(_o.payload, "$." + ".".join(path))
 
 
+# PostgreSQL: the payload parsed once a row (OFFSET 0 keeps the planner from folding the
+# subquery in, which would parse it again for every field: about 20 µs a row).
+_document = (
+    select(cast(_o.payload, JSONB).label("doc")).correlate(t.outbox).offset(0).lateral("document")
+)
+
+
 def _postgresql_field(*path: str) -> ColumnElement[Any]:
-    document: Any = cast(_o.payload, JSONB)
+    document: Any = _document.c.doc
     for key in path[:-1]:
         document = document[key]
     text: ColumnElement[Any] = document[path[-1]].astext
@@ -297,10 +318,30 @@ _INTO_BILLING = {
         _postgresql_field, cast(_postgresql_field("value"), _billing.value.type)
     ),
 }
-_DELIVERED = (
+_DELIVERED_VALUES: dict[str, Any] = {
+    "status": "delivered",
+    "delivered_at": bindparam("now"),
+    "lease_until": None,
+}
+_DELIVERED = t.outbox.update().where(OneOf(_o.id, "ids")).values(**_DELIVERED_VALUES)
+# PostgreSQL: a whole pass in one statement. The claimed rows are a CTE that the copy
+# into billing and the UPDATE join by key: one round trip instead of three, and an index
+# seek per row. Given a list of 100 ids and no statistics (a new database, until
+# autovacuum's first ANALYZE), the planner reads the whole outbox for each of the copy
+# and the UPDATE, and hashes the whole of billing's table for the keys it has.
+_due = _DUE_ROWS.with_only_columns(_o.id).with_for_update(skip_locked=True, of=t.outbox).cte("due")
+_DELIVER_DUE_POSTGRESQL = (
     t.outbox.update()
-    .where(OneOf(_o.id, "ids"))
-    .values(status="delivered", delivered_at=bindparam("now"), lease_until=None)
+    .where(_o.id == _due.c.id)
+    .values(**_DELIVERED_VALUES)
+    .returning(_o.id)
+    .add_cte(
+        _into_billing(
+            _postgresql_field,
+            cast(_postgresql_field("value"), _billing.value.type),
+            _o.id.in_(select(_due.c.id)),
+        ).cte("stored")
+    )
 )
 
 
@@ -308,6 +349,8 @@ def _deliver_due(conn: Connection, now: datetime, due_by: datetime, limit: int) 
     """Up to ``limit`` rows due by ``due_by`` claimed, stored in billing (but for keys it
     has) and marked delivered, in the caller's one transaction; how many."""
     params = {"now": now, "due_by": due_by, "limit": limit}
+    if conn.dialect.name == "postgresql":
+        return len(conn.execute(_DELIVER_DUE_POSTGRESQL, params).all())
     ids = [row.id for row in _DUE_IDS[conn.dialect.name].all(conn, params)]
     if ids:
         _store_in_billing(conn, ids, now)

@@ -25,9 +25,10 @@ from billing_bridge.http_billing import HttpBilling
 from gateway.bootstrap import Gateway, gateway
 from gateway.domain.outbox import Settled, Verdict
 from gateway.settings import Settings
+from gateway.storage import outbox_store
 from gateway.storage import tables as t
 from gateway.storage.outbox_store import EmbeddedBilling, SqlOutboxStore
-from tests.conftest import START, Clock, load_registry, loopback, select_rows
+from tests.conftest import START, Clock, explain, load_registry, loopback, select_rows
 from tests.integration.test_intake import send
 
 
@@ -312,6 +313,8 @@ async def test_embedded_billing_holds_what_the_payloads_say(gw: Gateway, clock: 
         for r in await select_rows(gw.db, t.billing_readings)
     ]
     assert sorted(held, key=lambda r: r["reading_id"]) == expected
+    # Stored in the outbox's order too: a register's rows, a correction after what it replaces.
+    assert held == expected
     assert [r["value"] for r in expected] == [12345, 6789, 4600, Decimal("121.75"), 99.5, 4610]
     assert expected[-1]["kind"] == "correction"
     assert expected[-1]["replaces_key"] == expected[2]["idempotency_key"]
@@ -464,6 +467,56 @@ async def test_a_row_delivered_after_a_failure_keeps_its_attempts_and_last_error
     assert (row["status"], row["attempts"], row["lease_until"]) == ("delivered", 1, None)
     assert row["last_error"].startswith("HTTP 503")
     assert row["delivered_at"] == START + timedelta(seconds=301)
+
+
+# Thousands of delivered rows, as a new database has after its first minutes under load:
+# messages, their readings and their outbox rows, and billing's rows for them.
+_GROW = (
+    "INSERT INTO messages (channel, external_id, sender, text, received_at, status, outcome)"
+    " SELECT 'sms', 'SMgrow' || g, '+7912' || g, 'x', now(), 'accepted', '{}'"
+    " FROM generate_series(1, 3000) AS g",
+    "INSERT INTO readings (register_id, message_id, value, previous, consumption, taken_at,"
+    " taken_on, days, period, status)"
+    " SELECT (SELECT min(id) FROM registers), m.id, 1, 0, 1, now(), current_date, 1,"
+    " '2020-01', 'accepted' FROM messages AS m WHERE m.external_id LIKE 'SMgrow%'",
+    "INSERT INTO outbox (reading_id, register_id, idempotency_key, payload, status, attempts,"
+    " created_at, delivered_at)"
+    " SELECT r.id, r.register_id, 'grow-' || r.id, '{}', 'delivered', 1, now(), now()"
+    " FROM readings AS r WHERE r.period = '2020-01'",
+    "INSERT INTO billing_readings (idempotency_key, reading_id, kind, account, meter, zone,"
+    " period, value, received_at)"
+    " SELECT 'grow-' || r.id, r.id, 'reading', '1234567890', 'M', 'day', '2020-01', 1, now()"
+    " FROM readings AS r WHERE r.period = '2020-01'",
+)
+
+
+async def test_postgresql_passes_seek_each_claimed_row_without_statistics(
+    gw: Gateway, clock: Clock
+) -> None:
+    """On PostgreSQL a pass to the embedded billing is one statement (claim, copy into
+    billing, mark delivered) that finds each claimed row by its key, and billing's keys by
+    their unique index, even on a new database: no statistics until autovacuum's first
+    ANALYZE, and thousands of rows. Given the claimed ids as a list, the planner read
+    the whole outbox twice and hashed the whole of billing's table for every pass."""
+    if gw.db.is_sqlite:
+        pytest.skip("PostgreSQL's planner")
+    await fill_outbox(gw)
+
+    def grow_and_plan(conn: Connection) -> str:
+        for statement in _GROW:
+            conn.exec_driver_sql(statement)
+        never = conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_user_tables WHERE relname IN ('outbox',"
+            " 'billing_readings') AND last_analyze IS NULL AND last_autoanalyze IS NULL"
+        ).scalar()
+        assert never == 2  # the case this is about
+        params = {"now": clock(), "due_by": clock(), "limit": 100}
+        return explain(conn, outbox_store._DELIVER_DUE_POSTGRESQL, params)
+
+    plan = await gw.db.run(lambda uow: grow_and_plan(uow.conn))
+    assert "Seq Scan on outbox" not in plan, plan
+    assert "Seq Scan on billing_readings" not in plan, plan
+    assert "Index Cond: (id = due" in plan, plan
 
 
 async def test_embedded_billing_takes_a_batch_and_answers_a_repeat_as_had(

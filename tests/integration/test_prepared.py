@@ -22,7 +22,7 @@ from gateway.storage import readings as stored_readings
 from gateway.storage import registry as stored_registry
 from gateway.storage import tables as t
 from gateway.storage.prepared import Prepared
-from tests.conftest import Clock
+from tests.conftest import Clock, explain
 
 
 async def _history(gw: Gateway, clock: Clock) -> None:
@@ -274,8 +274,4 @@ def _rows(prepared: Prepared, uow: UnitOfWork, params: dict[str, Any]) -> list[t
 
 def _plan(uow: UnitOfWork, prepared: Prepared, params: dict[str, Any]) -> str:
     """PostgreSQL's plan of ``prepared`` with ``params``, as EXPLAIN prints it."""
-    compiled = prepared.statement.compile(dialect=uow.conn.dialect)
-    values = compiled.construct_params(params)
-    ordered = tuple(values[name] for name in compiled.positiontup or ())
-    lines = uow.conn.exec_driver_sql("EXPLAIN " + compiled.string, ordered).scalars()
-    return "\n".join(lines)
+    return explain(uow.conn, prepared.statement, params)
