@@ -329,7 +329,7 @@ _DELIVERED = t.outbox.update().where(OneOf(_o.id, "ids")).values(**_DELIVERED_VA
 # seek per row. Given a list of 100 ids and no statistics (a new database, until
 # autovacuum's first ANALYZE), the planner reads the whole outbox for each of the copy
 # and the UPDATE, and hashes the whole of billing's table for the keys it has.
-_due = _DUE_ROWS.with_only_columns(_o.id).with_for_update(skip_locked=True, of=t.outbox).cte("due")
+_due = _DUE_IDS["postgresql"].statement.cte("due")
 _DELIVER_DUE_POSTGRESQL = (
     t.outbox.update()
     .where(_o.id == _due.c.id)
