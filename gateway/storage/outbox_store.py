@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.expression import FromClause
 
 from gateway.domain.outbox import Delivery, OutboxItem, Settled, Verdict
 from gateway.storage import tables as t
@@ -260,9 +261,11 @@ def _into_billing(
     field: Callable[..., ColumnElement[Any]],
     value: ColumnElement[Any],
     chosen: ColumnElement[bool] | None = None,
+    source: FromClause = t.outbox,
 ) -> Insert:
     """Billing's rows for the outbox rows ``chosen`` (by default those of the list
-    ``ids``), but for keys billing has already; the columns in the table's order."""
+    ``ids``), but for keys billing has already; the columns in the table's order.
+    ``source``: the outbox, with what ``field`` reads the payload from."""
     rows = (
         select(
             _o.idempotency_key,
@@ -276,7 +279,7 @@ def _into_billing(
             value,
             bindparam("now", type_=_billing.received_at.type),
         )
-        .select_from(t.outbox)
+        .select_from(source)
         .where(
             OneOf(_o.id, "ids") if chosen is None else chosen,
             ~exists().where(_billing.idempotency_key == _o.idempotency_key),
@@ -285,8 +288,6 @@ def _into_billing(
         # what it replaces), whatever order the plan finds them in.
         .order_by(_o.id)
     )
-    if field is _postgresql_field:
-        rows = rows.join(_document, true())
     columns = [c.name for c in t.billing_readings.columns if not c.primary_key]
     return insert(t.billing_readings).from_select(columns, rows)
 
@@ -312,11 +313,11 @@ def _postgresql_field(*path: str) -> ColumnElement[Any]:
 
 # Billing's row from the outbox row's payload (what an HTTP billing would be sent), by
 # dialect: a payload field as text, and the value as the column stores it.
+_POSTGRESQL_VALUE = cast(_postgresql_field("value"), _billing.value.type)
+_WITH_DOCUMENT = t.outbox.join(_document, true())
 _INTO_BILLING = {
     "sqlite": _into_billing(_sqlite_field, _sqlite_field("value")),
-    "postgresql": _into_billing(
-        _postgresql_field, cast(_postgresql_field("value"), _billing.value.type)
-    ),
+    "postgresql": _into_billing(_postgresql_field, _POSTGRESQL_VALUE, source=_WITH_DOCUMENT),
 }
 _DELIVERED_VALUES: dict[str, Any] = {
     "status": "delivered",
@@ -338,8 +339,9 @@ _DELIVER_DUE_POSTGRESQL = (
     .add_cte(
         _into_billing(
             _postgresql_field,
-            cast(_postgresql_field("value"), _billing.value.type),
+            _POSTGRESQL_VALUE,
             _o.id.in_(select(_due.c.id)),
+            _WITH_DOCUMENT,
         ).cte("stored")
     )
 )
