@@ -219,6 +219,17 @@ def explain(conn: Connection, statement: Any, params: dict[str, Any]) -> str:
     return "\n".join(conn.exec_driver_sql("EXPLAIN " + compiled.string, ordered).scalars())
 
 
+def never_analyzed(conn: Connection, *tables: str) -> int:
+    """How many of ``tables`` PostgreSQL has no statistics for yet (no ANALYZE, by hand or
+    by autovacuum): a new database's planner case."""
+    count = conn.exec_driver_sql(
+        "SELECT count(*) FROM pg_stat_user_tables WHERE relname = ANY($1::text[])"
+        " AND last_analyze IS NULL AND last_autoanalyze IS NULL",
+        (list(tables),),
+    ).scalar()
+    return int(count or 0)
+
+
 async def select_rows(db: Database, table: Table) -> list[dict[str, Any]]:
     """Every row of ``table`` in id order (or key order), as plain dicts."""
     order = table.c.id if "id" in table.c else next(iter(table.primary_key))

@@ -28,7 +28,15 @@ from gateway.settings import Settings
 from gateway.storage import outbox_store
 from gateway.storage import tables as t
 from gateway.storage.outbox_store import EmbeddedBilling, SqlOutboxStore
-from tests.conftest import START, Clock, explain, load_registry, loopback, select_rows
+from tests.conftest import (
+    START,
+    Clock,
+    explain,
+    load_registry,
+    loopback,
+    never_analyzed,
+    select_rows,
+)
 from tests.integration.test_intake import send
 
 
@@ -505,11 +513,7 @@ async def test_postgresql_passes_seek_each_claimed_row_without_statistics(
     def grow_and_plan(conn: Connection) -> str:
         for statement in _GROW:
             conn.exec_driver_sql(statement)
-        never = conn.exec_driver_sql(
-            "SELECT count(*) FROM pg_stat_user_tables WHERE relname IN ('outbox',"
-            " 'billing_readings') AND last_analyze IS NULL AND last_autoanalyze IS NULL"
-        ).scalar()
-        assert never == 2  # the case this is about
+        assert never_analyzed(conn, "outbox", "billing_readings") == 2  # the case this is about
         params = {"now": clock(), "due_by": clock(), "limit": 100}
         return explain(conn, outbox_store._DELIVER_DUE_POSTGRESQL, params)
 

@@ -22,7 +22,7 @@ from gateway.storage import readings as stored_readings
 from gateway.storage import registry as stored_registry
 from gateway.storage import tables as t
 from gateway.storage.prepared import Prepared
-from tests.conftest import Clock, explain
+from tests.conftest import Clock, explain, never_analyzed
 
 
 async def _history(gw: Gateway, clock: Clock) -> None:
@@ -247,12 +247,7 @@ async def test_postgresql_seeks_readings_and_messages_without_their_statistics(
             _plan(uow, stored_messages._FIND_MESSAGES["postgresql"], delivered),
         )
 
-    never = await gw.db.run(
-        lambda uow: uow.conn.exec_driver_sql(
-            "SELECT count(*) FROM pg_stat_user_tables WHERE relname IN ('readings', 'messages')"
-            " AND last_analyze IS NULL AND last_autoanalyze IS NULL"
-        ).scalar()
-    )
+    never = await gw.db.run(lambda uow: never_analyzed(uow.conn, "readings", "messages"))
     assert never == 2  # the case this is about
     accounts_plan, recent_plan, delivered_plan = await gw.db.run(plans)
     assert "Hash" not in accounts_plan, accounts_plan
