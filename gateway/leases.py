@@ -118,10 +118,19 @@ class Leases:
             task = asyncio.create_task(job(inner))
             self.running.add(name)
             held = True
-            while held and not stop.is_set() and not task.done():
-                await _wait(stop, renew, task)
-                if not stop.is_set() and not task.done():
-                    held = await self.acquire(name)
+            try:
+                while held and not stop.is_set() and not task.done():
+                    await _wait(stop, renew, task)
+                    if not stop.is_set() and not task.done():
+                        held = await self.acquire(name)
+            except BaseException:
+                # Cancelled, not stopped: the job ends with its renewals, or it would go
+                # on after another process took the lease. The lease is not released: it
+                # expires, as when the process dies.
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                self.running.discard(name)
+                raise
             ended = task.done() and not inner.is_set()
             inner.set()
             try:
@@ -142,5 +151,7 @@ async def _wait(
     waits: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
     if task is not None:
         waits.append(task)  # type: ignore[arg-type]
-    await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    waits[0].cancel()
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waits[0].cancel()
