@@ -8,6 +8,7 @@ import asyncio
 import base64
 import logging
 import os
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from contextlib import asynccontextmanager
@@ -75,6 +76,19 @@ def _backends() -> list[object]:
     return ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
+async def _postgres_admin(sql: str) -> None:
+    """``sql`` in the database ``GATEWAY_TEST_POSTGRES_URL`` names: CREATE and DROP
+    DATABASE run outside the databases they act on."""
+    import asyncpg
+
+    base = make_url(os.environ[POSTGRES_ENV]).set(drivername="postgresql")
+    conn = await asyncpg.connect(base.render_as_string(hide_password=False))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str | None]:
     """A throw-away PostgreSQL database for this test run, dropped at the end."""
@@ -82,24 +96,41 @@ def postgres_database() -> Iterator[str | None]:
     if not base:
         yield None
         return
-    import asyncpg
-
-    url = make_url(base)
     name = f"gw_test_{uuid.uuid4().hex[:12]}"
-    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
     try:
-        yield url.set(database=name).render_as_string(hide_password=False)
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_at_head(postgres_database: str | None) -> Iterator[str | None]:
+    """A PostgreSQL database at the newest revision, made once a run as `gateway db
+    upgrade` makes it, and closed to connections: the template each test's database is
+    copied from (about 80 ms to copy and drop, where upgrading and emptying one took
+    300 ms)."""
+    if postgres_database is None:
+        yield None
+        return
+    name = f"{make_url(postgres_database).database}_head"
+    url = make_url(postgres_database).set(database=name).render_as_string(hide_password=False)
+    asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        asyncio.run(upgrade_database(url))
+        asyncio.run(_postgres_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+        yield url
+    finally:
+        asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_at_head(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database at the newest revision, made once a run as `gateway db upgrade`
+    makes it: each test's database is a copy."""
+    path = tmp_path_factory.mktemp("head") / "gateway.db"
+    asyncio.run(upgrade_database(f"sqlite+aiosqlite:///{path}"))
+    return path
 
 
 def drop_schema(conn: Connection) -> None:
@@ -145,11 +176,32 @@ def blank_database_url(
     asyncio.run(empty_database(postgres_database))
 
 
-@pytest.fixture
-def database_url(blank_database_url: str) -> str:
-    """A database at the newest revision, made as `gateway db upgrade` makes it."""
-    asyncio.run(upgrade_database(blank_database_url))
-    return blank_database_url
+@pytest.fixture(params=_backends())
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of its own at the newest revision, made as `gateway db upgrade` makes
+    it: a copy of one upgraded once a run (on PostgreSQL, a database made from it as a
+    template and dropped after the test)."""
+    if request.param == "sqlite":
+        path = tmp_path / "gateway.db"
+        source = sqlite3.connect(request.getfixturevalue("sqlite_at_head"))
+        copy = sqlite3.connect(path)
+        try:
+            source.backup(copy)
+        finally:
+            copy.close()
+            source.close()
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    template = request.getfixturevalue("postgres_at_head")
+    if template is None:
+        pytest.skip(f"{POSTGRES_ENV} is not set")
+    head = make_url(template)
+    name = f"{head.database}_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}" TEMPLATE "{head.database}"'))
+    try:
+        yield head.set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
