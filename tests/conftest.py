@@ -76,19 +76,6 @@ def _backends() -> list[object]:
     return ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
-async def _postgres_admin(sql: str) -> None:
-    """``sql`` in the database ``GATEWAY_TEST_POSTGRES_URL`` names: CREATE and DROP
-    DATABASE run outside the databases they act on."""
-    import asyncpg
-
-    base = make_url(os.environ[POSTGRES_ENV]).set(drivername="postgresql")
-    conn = await asyncpg.connect(base.render_as_string(hide_password=False))
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str | None]:
     """A throw-away PostgreSQL database for this test run, dropped at the end."""
@@ -96,32 +83,24 @@ def postgres_database() -> Iterator[str | None]:
     if not base:
         yield None
         return
+    import asyncpg
+
+    url = make_url(base)
     name = f"gw_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
 
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
 
-@pytest.fixture(scope="session")
-def postgres_at_head(postgres_database: str | None) -> Iterator[str | None]:
-    """A PostgreSQL database at the newest revision, made once a run as `gateway db
-    upgrade` makes it, and closed to connections: the template each test's database is
-    copied from (about 80 ms to copy and drop, where upgrading and emptying one took
-    300 ms)."""
-    if postgres_database is None:
-        yield None
-        return
-    name = f"{make_url(postgres_database).database}_head"
-    url = make_url(postgres_database).set(database=name).render_as_string(hide_password=False)
-    asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     try:
-        asyncio.run(upgrade_database(url))
-        asyncio.run(_postgres_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
-        yield url
+        yield url.set(database=name).render_as_string(hide_password=False)
     finally:
-        asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
@@ -178,9 +157,11 @@ def blank_database_url(
 
 @pytest.fixture(params=_backends())
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database of its own at the newest revision, made as `gateway db upgrade` makes
-    it: a copy of one upgraded once a run (on PostgreSQL, a database made from it as a
-    template and dropped after the test)."""
+    """A database at the newest revision, made as `gateway db upgrade` makes it. On
+    SQLite a copy of one upgraded once a run (3 ms, where upgrading took 65). On
+    PostgreSQL the run's database, upgraded and emptied again after the test: a database
+    of its own made from a template took longer in all, its first connections being
+    slower than the upgrade saved."""
     if request.param == "sqlite":
         path = tmp_path / "gateway.db"
         source = sqlite3.connect(request.getfixturevalue("sqlite_at_head"))
@@ -192,16 +173,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
             source.close()
         yield f"sqlite+aiosqlite:///{path}"
         return
-    template = request.getfixturevalue("postgres_at_head")
-    if template is None:
+    url = request.getfixturevalue("postgres_database")
+    if url is None:
         pytest.skip(f"{POSTGRES_ENV} is not set")
-    head = make_url(template)
-    name = f"{head.database}_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}" TEMPLATE "{head.database}"'))
     try:
-        yield head.set(database=name).render_as_string(hide_password=False)
+        asyncio.run(upgrade_database(url))
+        yield url
     finally:
-        asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(empty_database(url))
 
 
 @pytest.fixture
