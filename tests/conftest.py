@@ -155,32 +155,25 @@ def blank_database_url(
     asyncio.run(empty_database(postgres_database))
 
 
-@pytest.fixture(params=_backends())
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture
+def database_url(blank_database_url: str, request: pytest.FixtureRequest) -> str:
     """A database at the newest revision, made as `gateway db upgrade` makes it. On
     SQLite a copy of one upgraded once a run (3 ms, where upgrading took 65). On
-    PostgreSQL the run's database, upgraded and emptied again after the test: a database
-    of its own made from a template took longer in all, its first connections being
-    slower than the upgrade saved."""
-    if request.param == "sqlite":
-        path = tmp_path / "gateway.db"
-        source = sqlite3.connect(request.getfixturevalue("sqlite_at_head"))
-        copy = sqlite3.connect(path)
-        try:
-            source.backup(copy)
-        finally:
-            copy.close()
-            source.close()
-        yield f"sqlite+aiosqlite:///{path}"
-        return
-    url = request.getfixturevalue("postgres_database")
-    if url is None:
-        pytest.skip(f"{POSTGRES_ENV} is not set")
+    PostgreSQL the run's database, upgraded here: a database of its own per test, made
+    from a template, took longer in all (its first connections were slower than the
+    upgrade saved)."""
+    url = make_url(blank_database_url)
+    if url.get_backend_name() != "sqlite":
+        asyncio.run(upgrade_database(blank_database_url))
+        return blank_database_url
+    source = sqlite3.connect(request.getfixturevalue("sqlite_at_head"))
+    copy = sqlite3.connect(url.database or "")
     try:
-        asyncio.run(upgrade_database(url))
-        yield url
+        source.backup(copy)
     finally:
-        asyncio.run(empty_database(url))
+        copy.close()
+        source.close()
+    return blank_database_url
 
 
 @pytest.fixture

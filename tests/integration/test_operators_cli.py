@@ -90,7 +90,7 @@ async def some_messages(gw: Gateway, clock: Clock) -> None:
 
 # The SQL is the same on both back ends (the JSON test and look_up run on both): the
 # text format once is enough, and keeps this file quick.
-sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+sqlite_only = pytest.mark.parametrize("blank_database_url", ["sqlite"], indirect=True)
 
 
 @sqlite_only
