@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import gc
 import json
 import os
 import re
@@ -852,6 +853,16 @@ def _event_loop() -> asyncio.AbstractEventLoop:
 SHUTDOWN_TIMEOUT = 30.0
 
 
+def _settle_heap() -> None:
+    """Move what start-up built out of the garbage collector's way. The modules, the
+    grammar's tables, the compiled statements and the application live as long as the
+    process, yet every full collection walked all of them: under load one took about
+    50 ms (and stalled every request in flight) for nothing it could free. Frozen, a
+    full collection walks only what was made since."""
+    gc.collect()
+    gc.freeze()
+
+
 def _serve(settings: Settings, host: str, port: int, *, reuse_port: bool = False) -> int:
     async def app_factory() -> web.Application:
         ctx = gateway(settings)
@@ -863,6 +874,7 @@ def _serve(settings: Settings, host: str, port: int, *, reuse_port: bool = False
         app = gw.web_app()
         app.on_cleanup.append(close)
         log.info("serving", host=host, port=port, settings=settings.masked())
+        _settle_heap()
         return app
 
     try:
