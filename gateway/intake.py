@@ -84,6 +84,10 @@ class _Handled:
 LIST_BATCH = 500
 # The most concurrent messages decided together in one transaction.
 MESSAGE_BATCH = 64
+# After a batch of several messages, the next one waits at most this many seconds for
+# their senders' next messages (see gateway.coalesce): a provider that keeps N requests in
+# flight gets batches of N, not two halves taking turns.
+BATCH_LINGER = 0.003
 
 
 class Intake:
@@ -120,7 +124,9 @@ class Intake:
         self._authorizer = authorizer or ChannelAuthorization()
         self._notifiable = notifiable
         self._queued_replies = queued_replies
-        self._batches: Coalescer[_Item, _Handled] = Coalescer(self._store_batch, MESSAGE_BATCH)
+        self._batches: Coalescer[_Item, _Handled] = Coalescer(
+            self._store_batch, MESSAGE_BATCH, linger=BATCH_LINGER
+        )
 
     async def __call__(self, message: InboundMessage) -> Outcome:
         """Handle one message; it is stored with its outcome before this returns.
