@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
-from gateway.domain.model import Service, Tariff, Zone
+from gateway.domain.model import SERVICE_OF, ZONE_OF, Service, Tariff, Zone
 from gateway.domain.outcome import Charge, ChargeLine, ReadingLine
 
 KOPECK = Decimal("0.01")
@@ -41,7 +41,8 @@ def preliminary_charge(
 ) -> Charge:
     lines = []
     for reading in readings:
-        tariff = tariff_in_force(tariffs, Service(reading.service), Zone(reading.zone), on)
+        service, zone = SERVICE_OF[reading.service], ZONE_OF[reading.zone]
+        tariff = tariff_in_force(tariffs, service, zone, on)
         price = tariff.price if tariff else None
         amount = to_kopecks(reading.consumption * price) if price is not None else None
         lines.append(ChargeLine(reading.meter, reading.zone, reading.consumption, price, amount))

@@ -14,14 +14,14 @@ Two rules hold for every reply, whatever the inputs (tests hold both, with hosti
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 from decimal import Decimal
 
 from billing_bridge.charge import normative_charge, tariff_in_force
 from gateway.domain import periods
 from gateway.domain.errors import ErrorCode
-from gateway.domain.model import Account, Register, Service, Tariff, Zone
+from gateway.domain.model import SERVICE_OF, ZONE_OF, Account, Register, Service, Tariff, Zone
 from gateway.domain.outcome import Charge, ReadingLine
 from gateway.domain.periods import Window
 from gateway.domain.rules import Rejection
@@ -64,7 +64,13 @@ def safe(text: str | None, limit: int = SMS_LIMIT) -> str:
     cannot carry and bidi controls dropped, every run of white space (tab, CR, LF…) made
     one space, trimmed, and shortened to ``limit`` UTF-16 code units with "…" when
     longer. The one function every echoed fragment passes through."""
-    cleaned = _SPACED.sub(" ", _DROPPED.sub("", text or "")).strip()
+    text = text or ""
+    if text.isprintable():
+        # Nothing to drop: every dropped character and every white space but the space
+        # is unprintable (a test holds this to the general case).
+        cleaned = (_SPACED.sub(" ", text) if "  " in text else text).strip()
+    else:
+        cleaned = _SPACED.sub(" ", _DROPPED.sub("", text)).strip()
     return _cut(cleaned, limit)
 
 
@@ -90,10 +96,16 @@ def _cut(text: str, limit: int) -> str:
 def _fit(*candidates: str) -> str:
     """The first candidate that fits two SMS segments. The last one is built to fit
     whatever the inputs; should it ever not, it is cut rather than sent over the limit."""
+    return _first_fitting(candidates)
+
+
+def _first_fitting(candidates: Iterable[str]) -> str:
+    """:func:`_fit` of candidates made one by one, as far as needed."""
+    text = ""
     for text in candidates:
         if _units(text) <= SMS_LIMIT:
             return text
-    return _cut(candidates[-1], SMS_LIMIT)
+    return _cut(text, SMS_LIMIT)
 
 
 def register_label(service: Service, zone: Zone) -> str:
@@ -162,27 +174,28 @@ def _confirmation(
     heads: tuple[str, str], account: str, readings: Sequence[ReadingLine], charge: Charge
 ) -> str:
     """Every form names the account and the total and says it is preliminary."""
-    pairs = [(Service(r.service), Zone(r.zone), number(r.value)) for r in readings]
-    values = ", ".join(f"{register_label(s, z)} {v}" for s, z, v in pairs)
-    short_values = ", ".join(f"{short_label(s, z)} {v}" for s, z, v in pairs)
-    count = f"{len(readings)} {_plural(len(readings))}"
-    acc, total, debt = _account(account), _money(charge.total), _money(charge.debt)
+    pairs = [(SERVICE_OF[r.service], ZONE_OF[r.zone], number(r.value)) for r in readings]
+    acc, total = _account(account), _money(charge.total)
     owed = charge.debt > 0
-    full = f"{heads[0]}, ЛС {acc}: {values}. Предварительно к оплате {total}"
-    full += f" (с долгом {debt})." if owed else "."
-    debt_note = f" (долг {debt})." if owed else "."
+    debt = _money(charge.debt) if owed else ""
 
     def short(listed: str, note: str) -> str:
         return f"{heads[1]}, ЛС {acc}: {listed}. Предв. к оплате {total}{note}"
 
-    return _fit(
-        full,
-        short(values, debt_note),
-        short(short_values, debt_note),
-        short(short_values, "."),
-        short(count, debt_note),
-        short(count, "."),
-    )
+    def candidates() -> Iterator[str]:  # made one by one: the first nearly always fits
+        values = ", ".join(f"{register_label(s, z)} {v}" for s, z, v in pairs)
+        owing = f" (с долгом {debt})." if owed else "."
+        yield f"{heads[0]}, ЛС {acc}: {values}. Предварительно к оплате {total}{owing}"
+        debt_note = f" (долг {debt})." if owed else "."
+        yield short(values, debt_note)
+        short_values = ", ".join(f"{short_label(s, z)} {v}" for s, z, v in pairs)
+        yield short(short_values, debt_note)
+        yield short(short_values, ".")
+        count = f"{len(readings)} {_plural(len(readings))}"
+        yield short(count, debt_note)
+        yield short(count, ".")
+
+    return _first_fitting(candidates())
 
 
 def held_for_review(account: str, *, notify: bool = True) -> str:

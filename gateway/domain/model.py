@@ -27,6 +27,11 @@ class Zone(StrEnum):
 SERVICE_ORDER: dict[Service, int] = {s: i for i, s in enumerate(Service)}
 ZONE_ORDER: dict[Zone, int] = {z: i for i, z in enumerate(Zone)}
 
+# A service or a zone by its value: what ``Service(value)`` gives, without the enum call's
+# machinery (every register loaded, and every reading charged and worded, takes two).
+SERVICE_OF: dict[str, Service] = {s.value: s for s in Service}
+ZONE_OF: dict[str, Zone] = {z.value: z for z in Zone}
+
 
 def digit_counts(value: Decimal) -> tuple[int, int]:
     """(digits before the point without leading zeros, at least 1; digits after the point

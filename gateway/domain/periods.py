@@ -10,6 +10,7 @@ next month's when it has passed (after the 25th).
 from __future__ import annotations
 
 import calendar
+import functools
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -40,17 +41,23 @@ class Placement:
     opens: date  # the first day of the window the reading counts for
 
 
+@functools.lru_cache(maxsize=64)
 def place(day: date, window: Window) -> Placement:
     """The billing period of a reading taken on ``day`` (a local date). In a month shorter
-    than the window's days, the window ends (and at the latest starts) on its last day."""
+    than the window's days, the window ends (and at the latest starts) on its last day.
+    (Each message asks, for the few days and the one window there are: kept.)"""
     start, end = _days(day.year, day.month, window)
     if start <= day.day <= end:
-        return Placement(f"{day:%Y-%m}", True, day.replace(day=start))
+        return Placement(_period(day), True, day.replace(day=start))
     if day.day < start:
-        return Placement(f"{day:%Y-%m}", False, day.replace(day=start))
+        return Placement(_period(day), False, day.replace(day=start))
     year, month = day.year + day.month // 12, day.month % 12 + 1
     following = date(year, month, _days(year, month, window)[0])
-    return Placement(f"{following:%Y-%m}", False, following)
+    return Placement(_period(following), False, following)
+
+
+def _period(day: date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"
 
 
 def label(period: str) -> str:

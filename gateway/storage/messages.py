@@ -132,7 +132,7 @@ def _message_row(message: InboundMessage, outcome: Outcome) -> dict[str, Any]:
         "error_code": outcome.error.code if outcome.error else None,
         "account": None if outcome.account is None else fit(outcome.account, _ACCOUNT_LENGTH),
         "reply": outcome.reply,
-        "outcome": json.dumps(outcome.to_json(), ensure_ascii=False),
+        "outcome": t.json_text(outcome.to_json()),
     }
 
 
@@ -266,7 +266,7 @@ class SqlMessages:
             .where(_m.id == message_id)
             .values(
                 reply=outcome.reply,
-                outcome=json.dumps(outcome.to_json(), ensure_ascii=False),
+                outcome=t.json_text(outcome.to_json()),
             )
         )
 

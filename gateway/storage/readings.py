@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -239,9 +238,8 @@ class SqlReadings:
                     "reading_id": payload["reading_id"],
                     "register_id": payload["register_id"],
                     "idempotency_key": idempotency_key(payload["reading_id"]),
-                    "payload": json.dumps(
-                        {k: v for k, v in payload.items() if k != "register_id"},
-                        ensure_ascii=False,
+                    "payload": t.json_text(
+                        {k: v for k, v in payload.items() if k != "register_id"}
                     ),
                     "status": "pending",
                     "attempts": 0,

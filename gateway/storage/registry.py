@@ -3,6 +3,7 @@ chats; and the import's upserts."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -24,6 +25,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.selectable import NamedFromClause
 
 from gateway.domain.model import (
+    SERVICE_OF,
+    ZONE_OF,
     Account,
     Capacity,
     PreviousReading,
@@ -290,6 +293,13 @@ def _accounts(rows: Iterable[Any]) -> dict[str, Account]:
     }
 
 
+@functools.lru_cache(maxsize=256)
+def _capacity(digits: str) -> Capacity:
+    """A register's digit capacity: a registry has a handful of distinct ones, each parsed
+    once (a batch loads every register of its accounts)."""
+    return Capacity.parse(digits)
+
+
 def _register(row: Any) -> Register:
     """A register with the reading in force before the period and the period's own."""
     ours = (
@@ -323,9 +333,9 @@ def _register(row: Any) -> Register:
         id=row.id,
         account=row.number,
         meter=row.meter,
-        service=Service(row.service),
-        zone=Zone(row.zone),
-        capacity=Capacity.parse(row.digits),
+        service=SERVICE_OF[row.service],
+        zone=ZONE_OF[row.zone],
+        capacity=_capacity(row.digits),
         verified_until=row.verified_until,
         previous=previous,
         previous_is_ours=is_ours,

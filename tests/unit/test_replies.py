@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import hypothesis.strategies as st
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 
 from gateway import replies
 from gateway.domain.errors import ErrorCode
@@ -432,6 +432,26 @@ def test_parse_error_reply_fits_two_sms_segments(text: str) -> None:
 )
 def test_safe_drops_what_xml_and_sms_cannot_carry(text: str | None, echo: str) -> None:
     assert replies.safe(text) == echo
+
+
+@given(
+    text=st.text(
+        alphabet=st.one_of(
+            st.characters(),  # any code point, surrogates and noncharacters included
+            st.sampled_from(" \t\r\n\x85\xa0\u2028\u2029\u202e\u3000\x00\x1c\ufffe"),
+        ),
+        max_size=60,
+    ),
+    limit=st.integers(min_value=0, max_value=80),
+)
+@example(text="ЛС  12   34 ", limit=80)
+@example(text="  к  ", limit=80)
+@example(text="a\u3000 b", limit=80)
+def test_safe_of_a_printable_text_skips_no_cleaning(text: str, limit: int) -> None:
+    """safe() takes a short way for printable texts (nearly every echo): it must give
+    what dropping and collapsing white space gives for any text."""
+    cleaned = replies._SPACED.sub(" ", replies._DROPPED.sub("", text)).strip()
+    assert replies.safe(text, limit) == replies._cut(cleaned, limit)
 
 
 def test_safe_shortens_to_its_bound_with_an_ellipsis() -> None:
