@@ -214,8 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
-    gateway_logging.configure(settings.log_format, settings.log_level)
-    if args.command == "serve":
+    serving = args.command == "serve"
+    gateway_logging.configure(settings.log_format, settings.log_level, for_good=serving)
+    if serving:
         host, port = args.host or settings.host, args.port or settings.port
         if args.workers < 1:
             print("gateway serve: --workers must be 1 or more", file=sys.stderr)

@@ -177,7 +177,11 @@ def _json_lines() -> structlog.typing.Processor:
     return render
 
 
-def configure(fmt: str = "auto", level: str = "info") -> None:
+def configure(fmt: str = "auto", level: str = "info", *, for_good: bool = False) -> None:
+    """``for_good``: this configuration lasts the process's life (a server), so each
+    module's logger is bound on its first line and kept, not bound again for every line
+    (structlog's ``cache_logger_on_first_use``). Tests configure many times, and so
+    leave it off."""
     as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     sink = _sink(sys.stderr)
     renderer = _json_lines() if as_json else structlog.dev.ConsoleRenderer()
@@ -191,7 +195,7 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
             logging.getLevelNamesMapping()[level.upper()]
         ),
         logger_factory=lambda *_args: _SinkLogger(sink),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=for_good,
     )
     handler = _SinkHandler(sink)
     handler.setFormatter(

@@ -65,4 +65,7 @@ def admit(message: InboundMessage, country_code: str = "7") -> InboundMessage:
     external_id = message.external_id
     if external_id is not None:
         external_id = _ADDRESS_NOISE.sub("", external_id) or None
-    return replace(message, text=clean_text(message.text), sender=sender, external_id=external_id)
+    text = clean_text(message.text)
+    if (text, sender, external_id) == (message.text, message.sender, message.external_id):
+        return message  # already clean (nearly every message): no copy
+    return replace(message, text=text, sender=sender, external_id=external_id)

@@ -1,17 +1,18 @@
-"""The Twilio webhook's own fast paths hold to the twilio library's answers: the TwiML
-document is byte for byte what ``MessagingResponse`` writes, and a signature is accepted
-exactly when ``RequestValidator.validate`` accepts it."""
+"""The Twilio webhook's own fast paths hold to the libraries' answers: the TwiML document
+is byte for byte what ``MessagingResponse`` writes, a signature is accepted exactly when
+``RequestValidator.validate`` accepts it, and a form reads as ``parse_qsl`` reads it."""
 
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qsl, quote_plus, urlencode
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from channels.sms_twilio import _NOT_XML, _signature, _signed, twiml
+from channels.sms_twilio import _NOT_XML, _parse_form, _signature, _signed, twiml
 
 TOKEN = "test-auth-token"
 validator = RequestValidator(TOKEN)
@@ -72,3 +73,29 @@ def test_the_signed_url_with_or_without_its_port_is_accepted_as_the_library_does
     assert not _signed(validator, "https://gateway.example.org/sms/other", form, signature)
     assert not _signed(validator, "https://gateway.example.org/sms/twilio", form, "")
     assert not _signed(validator, "https://gateway.example.org/sms/twilio", form, "Ωmega")
+
+
+def library_form(body: bytes) -> dict[str, str]:
+    return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+
+
+# Raw bodies: the separators and escapes a form is made of, among any characters.
+bodies = st.lists(
+    st.sampled_from(["&", "=", "+", "%", "%2B", "%D0%9F", "%zz", "%4", "a", "Б", " ", ";"])
+    | st.text(max_size=5),
+    max_size=25,
+).map(lambda parts: "".join(parts).encode("utf-8"))
+
+
+@given(bodies | st.binary(max_size=60))
+@example(b"From=%2B79120000001&Body=8800000000+12345+6789&NumMedia=0")
+@example(b"&&a&=b&c=&=&d=e=f&Body=%D0%BF%D1%80%D0%B8%D0%B2%D0%B5%D1%82+%2B")
+@example(b"\xff\xfe=%FF&x=%E2%82")
+def test_a_form_reads_as_parse_qsl_reads_it(body: bytes) -> None:
+    assert _parse_form(body) == library_form(body)
+
+
+@given(forms)
+def test_an_encoded_form_reads_back(form: dict[str, str]) -> None:
+    for encoded in (urlencode(form), urlencode(form, quote_via=quote_plus, safe="")):
+        assert _parse_form(encoded.encode()) == library_form(encoded.encode()) == form
