@@ -122,12 +122,7 @@ class Prepared:
             returning = self.statement.returning(key, sort_by_parameter_order=True)
             return [int(r[0]) for r in conn.execute(returning, [dict(r) for r in rows])]
         compiled = self.compiled(conn.dialect)
-        ids = []
-        for row in rows:
-            cursor = _run(conn, compiled, _values(compiled, row))
-            assert cursor.lastrowid is not None
-            ids.append(int(cursor.lastrowid))
-        return ids
+        return _run_each(conn, compiled, [_values(compiled, row) for row in rows])
 
     def execute(self, conn: Connection, params: Params) -> None:
         """Run an UPDATE (or an INSERT whose key is not needed) once."""
@@ -322,6 +317,23 @@ def _run(conn: Connection, compiled: _Compiled, values: list[Any], *, many: bool
         # it was lost.
         conn._handle_dbapi_exception(exc, compiled.sql, values, cursor, None)
     return cursor
+
+
+def _run_each(conn: Connection, compiled: _Compiled, rows: list[list[Any]]) -> list[int]:
+    """An INSERT once per values list on one DBAPI cursor (SQLite), as :func:`_run` runs
+    it; the new rows' keys, in order."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    ids = []
+    values: list[Any] = []
+    try:
+        for values in rows:
+            cursor.execute(compiled.sql, values)
+            ids.append(int(cursor.lastrowid))
+    except Exception as exc:
+        conn._handle_dbapi_exception(exc, compiled.sql, values, cursor, None)
+    return ids
 
 
 class OneOf(ColumnElement[bool]):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -11,9 +11,6 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from gateway.domain.errors import AccountNeeded
-from gateway.domain.model import (
-    Register,
-)
 from gateway.domain.store import NewReading, StoredReading, Taken
 from gateway.storage import tables as t
 from gateway.storage.prepared import OneOf, Prepared, insert_into
@@ -73,39 +70,38 @@ _INSERT_OUTBOX = insert_into(
 
 
 def _outbox_payload(
-    reading_id: int, reading: Mapping[Any, Any], replaces: int | None
+    reading_id: int,
+    replaces: int | None,
+    *,
+    period: str,
+    account: str,
+    meter: str,
+    service: str,
+    zone: str,
+    value: Decimal,
+    previous: Decimal | None,
+    consumption: Decimal,
+    taken_at: datetime,
 ) -> dict[str, Any]:
-    """What billing receives for a reading (documented in the README), from its row with
-    the register's columns. A correction names the reading billing was sent for the same
-    register and period."""
-    previous = reading["previous"]
+    """What billing receives for a reading (documented in the README). A correction names
+    the reading billing was sent for the same register and period."""
     return {
         "reading_id": reading_id,
-        "register_id": reading["register_id"],
         "kind": "correction" if replaces is not None else "reading",
         "replaces": (
             None
             if replaces is None
             else {"reading_id": replaces, "idempotency_key": idempotency_key(replaces)}
         ),
-        "period": reading["period"],
-        "account": reading["account"],
-        "meter": reading["meter"],
-        "service": reading["service"],
-        "zone": reading["zone"],
-        "value": format(reading["value"], "f"),
+        "period": period,
+        "account": account,
+        "meter": meter,
+        "service": service,
+        "zone": zone,
+        "value": format(value, "f"),
         "previous": None if previous is None else format(previous, "f"),
-        "consumption": format(reading["consumption"], "f"),
-        "taken_at": reading["taken_at"].isoformat(),
-    }
-
-
-def _register_columns(register: Register) -> dict[str, str]:
-    return {
-        "account": register.account,
-        "meter": register.meter,
-        "service": register.service.value,
-        "zone": register.zone.value,
+        "consumption": format(consumption, "f"),
+        "taken_at": taken_at.isoformat(),
     }
 
 
@@ -201,12 +197,24 @@ class SqlReadings:
         if not held:
             self._enqueue(
                 [
-                    _outbox_payload(
-                        reading_id,
-                        {**row, **_register_columns(t.reading.register)},
-                        replaced.get(t.reading.register.id),
+                    (
+                        register.id,
+                        _outbox_payload(
+                            reading_id,
+                            replaced.get(register.id),
+                            period=period,
+                            account=register.account,
+                            meter=register.meter,
+                            service=register.service.value,
+                            zone=register.zone.value,
+                            value=t.reading.value,
+                            previous=t.reading.previous,
+                            consumption=t.reading.consumption,
+                            taken_at=t.taken_at,
+                        ),
                     )
-                    for reading_id, row, t in zip(ids, rows, taken, strict=True)
+                    for reading_id, t in zip(ids, taken, strict=True)
+                    for register in (t.reading.register,)
                 ],
                 [t.taken_at for t in taken],
             )
@@ -226,26 +234,26 @@ class SqlReadings:
         return {row.register_id: row.id for row in rows if row.status == "accepted"}
 
     def _enqueue(
-        self, payloads: Sequence[dict[str, Any]], created: datetime | Sequence[datetime]
+        self,
+        payloads: Sequence[tuple[int, dict[str, Any]]],
+        created: datetime | Sequence[datetime],
     ) -> None:
-        """One outbox row per payload, keyed by the reading (never random), created at
-        ``created`` (one time for all, or one per payload)."""
+        """One outbox row per (register id, payload), keyed by the reading (never random),
+        created at ``created`` (one time for all, or one per payload)."""
         times = [created] * len(payloads) if isinstance(created, datetime) else created
         _INSERT_OUTBOX.execute_many(
             self.conn,
             [
                 {
                     "reading_id": payload["reading_id"],
-                    "register_id": payload["register_id"],
+                    "register_id": register_id,
                     "idempotency_key": idempotency_key(payload["reading_id"]),
-                    "payload": t.json_text(
-                        {k: v for k, v in payload.items() if k != "register_id"}
-                    ),
+                    "payload": t.json_text(payload),
                     "status": "pending",
                     "attempts": 0,
                     "created_at": at,
                 }
-                for payload, at in zip(payloads, times, strict=True)
+                for (register_id, payload), at in zip(payloads, times, strict=True)
             ],
         )
 
@@ -296,7 +304,25 @@ class SqlReadings:
             ],
         )
         self._enqueue(
-            [_outbox_payload(row.id, row._mapping, replaced.get(row.register_id)) for row in rows],
+            [
+                (
+                    row.register_id,
+                    _outbox_payload(
+                        row.id,
+                        replaced.get(row.register_id),
+                        period=row.period,
+                        account=row.account,
+                        meter=row.meter,
+                        service=row.service,
+                        zone=row.zone,
+                        value=row.value,
+                        previous=row.previous,
+                        consumption=row.consumption,
+                        taken_at=row.taken_at,
+                    ),
+                )
+                for row in rows
+            ],
             now,
         )
         return [_stored_reading(row) for row in rows]
