@@ -413,7 +413,7 @@ class Intake:
         error = outcome.error
         if error is not None:
             error = replace(error, message=reply or error.code)
-        return replace(outcome, reply=reply, error=error)
+        return outcome.worded(reply, error)
 
     def _is_rate_limited(
         self, uow: Store, message: InboundMessage, batch: _Batch | None = None

@@ -211,6 +211,20 @@ class Outcome:
     # Keys added to the JSON object (a list's lines); never one of the keys above.
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    def worded(self, reply: str | None, error: OutcomeError | None) -> Outcome:
+        """This outcome with ``reply`` and ``error``: ``dataclasses.replace`` for the two
+        (a test holds them equal), made directly, as every message's outcome is."""
+        return Outcome(
+            self.status,
+            self.account,
+            reply,
+            error,
+            self.readings,
+            self.charge,
+            self.reason,
+            self.extra,
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "status": self.status.value,

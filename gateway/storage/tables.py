@@ -52,6 +52,8 @@ class ExactDecimal(TypeDecorator[Decimal]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            return Decimal(value)  # a whole number's digits: plain already (a test holds)
         return plain(value if isinstance(value, Decimal) else Decimal(value))
 
 

@@ -1,9 +1,14 @@
-"""The column types of gateway.storage.tables: UTC timestamps bound on SQLite in one step
-give exactly what SQLAlchemy's two steps give (pure: the dialects, no database)."""
+"""The short ways of the storage's hot path hold to the long ways (pure: the dialects, no
+database): UTC timestamps bound on SQLite in one step give what SQLAlchemy's two steps
+give, a stored decimal reads back as plain() gives it, and an outcome's wording is
+dataclasses.replace of its reply and error."""
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
 
 import hypothesis.strategies as st
 import pytest
@@ -11,7 +16,8 @@ from hypothesis import example, given
 from sqlalchemy import DateTime
 from sqlalchemy.dialects import postgresql, sqlite
 
-from gateway.storage.tables import UTCDateTime
+from gateway.domain.outcome import Outcome, OutcomeError
+from gateway.storage.tables import ExactDecimal, UTCDateTime, plain
 
 SQLITE = sqlite.dialect()
 # SQLite's own DATETIME text, which UTCDateTime's impl binds through.
@@ -57,3 +63,31 @@ def test_other_databases_bind_the_aware_timestamp_in_utc() -> None:
     bound = process(local)
     assert bound == datetime(2026, 11, 24, 18, 30, tzinfo=UTC)
     assert bound.tzinfo is UTC
+
+
+@given(
+    st.from_regex(r"[0-9]{1,40}", fullmatch=True)
+    | st.decimals(allow_nan=False, allow_infinity=False, places=6).map(lambda d: format(d, "f"))
+)
+@example("0")
+@example("000120")
+@example("12000")
+@example("12.500")
+def test_a_stored_decimal_reads_back_as_plain_gives_it(text: str) -> None:
+    """ExactDecimal's text on SQLite reads back as plain() of it, digit for digit (a
+    whole number's digits skip plain())."""
+    read = ExactDecimal().process_result_value(text, SQLITE)
+    assert read is not None
+    assert read.as_tuple() == plain(Decimal(text)).as_tuple()
+
+
+def test_worded_is_replace_of_the_reply_and_the_error() -> None:
+    """Every field of an outcome but the two is kept, whatever fields Outcome has."""
+    values: dict[str, Any] = {f.name: object() for f in fields(Outcome)}
+    outcome = Outcome(**values)
+    error = OutcomeError("code", "message")
+    worded = outcome.worded("reply", error)
+    expected = replace(outcome, reply="reply", error=error)
+    assert [getattr(worded, f.name) for f in fields(Outcome)] == [
+        getattr(expected, f.name) for f in fields(Outcome)
+    ]
