@@ -45,7 +45,7 @@ class Placement:
 def place(day: date, window: Window) -> Placement:
     """The billing period of a reading taken on ``day`` (a local date). In a month shorter
     than the window's days, the window ends (and at the latest starts) on its last day.
-    (Each message asks, for the few days and the one window there are: kept.)"""
+    Cached: every message asks, and there are only a few days and one window."""
     start, end = _days(day.year, day.month, window)
     if start <= day.day <= end:
         return Placement(_period(day), True, day.replace(day=start))

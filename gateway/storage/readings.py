@@ -195,29 +195,24 @@ class SqlReadings:
         ]
         ids = _INSERT_READINGS.insert_each(self.conn, rows)
         if not held:
-            self._enqueue(
-                [
-                    (
-                        register.id,
-                        _outbox_payload(
-                            reading_id,
-                            replaced.get(register.id),
-                            period=period,
-                            account=register.account,
-                            meter=register.meter,
-                            service=register.service.value,
-                            zone=register.zone.value,
-                            value=t.reading.value,
-                            previous=t.reading.previous,
-                            consumption=t.reading.consumption,
-                            taken_at=t.taken_at,
-                        ),
-                    )
-                    for reading_id, t in zip(ids, taken, strict=True)
-                    for register in (t.reading.register,)
-                ],
-                [t.taken_at for t in taken],
-            )
+            payloads = []
+            for reading_id, t in zip(ids, taken, strict=True):
+                register = t.reading.register
+                payload = _outbox_payload(
+                    reading_id,
+                    replaced.get(register.id),
+                    period=period,
+                    account=register.account,
+                    meter=register.meter,
+                    service=register.service.value,
+                    zone=register.zone.value,
+                    value=t.reading.value,
+                    previous=t.reading.previous,
+                    consumption=t.reading.consumption,
+                    taken_at=t.taken_at,
+                )
+                payloads.append((register.id, payload))
+            self._enqueue(payloads, [t.taken_at for t in taken])
         return ids
 
     def _supersede(
