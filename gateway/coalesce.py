@@ -48,7 +48,8 @@ class Coalescer(Generic[T, R]):
         self._limit = limit
         self._linger = linger
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
-        self._running = False
+        # The task processing batches, while there are any (held: the loop keeps only a
+        # weak reference to a task).
         self._drainer: asyncio.Task[None] | None = None
         # While a batch lingers: how many calls it waits for, and what wakes it.
         self._wanted = 0
@@ -58,9 +59,7 @@ class Coalescer(Generic[T, R]):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         self._waiting.append((item, future))
-        if not self._running:
-            self._running = True
-            # Held: the loop keeps only a weak reference to a task.
+        if self._drainer is None or self._drainer.done():
             self._drainer = loop.create_task(self._drain())
         elif len(self._waiting) == self._wanted:
             assert self._enough is not None
@@ -69,28 +68,25 @@ class Coalescer(Generic[T, R]):
 
     async def _drain(self) -> None:
         answered = 0
-        try:
-            while True:
-                if self._linger and answered > 1 and len(self._waiting) < self._limit:
-                    await self._gather(min(answered + len(self._waiting), self._limit))
-                if not self._waiting:
-                    break
-                batch = self._waiting[: self._limit]
-                self._waiting = self._waiting[self._limit :]
-                try:
-                    settled: Sequence[Settled] = await self._process([item for item, _ in batch])
-                except BaseException as exc:  # every caller of the batch gets it
-                    settled = [(False, exc)] * len(batch)
-                for (_, future), (ok, value) in zip(batch, settled, strict=True):
-                    if future.done():  # its caller was cancelled meanwhile
-                        continue
-                    if ok:
-                        future.set_result(value)
-                    else:
-                        future.set_exception(value)
-                answered = len(batch)
-        finally:
-            self._running = False
+        while True:
+            if self._linger and answered > 1 and len(self._waiting) < self._limit:
+                await self._gather(min(answered + len(self._waiting), self._limit))
+            if not self._waiting:
+                break
+            batch = self._waiting[: self._limit]
+            self._waiting = self._waiting[self._limit :]
+            try:
+                settled: Sequence[Settled] = await self._process([item for item, _ in batch])
+            except BaseException as exc:  # every caller of the batch gets it
+                settled = [(False, exc)] * len(batch)
+            for (_, future), (ok, value) in zip(batch, settled, strict=True):
+                if future.done():  # its caller was cancelled meanwhile
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+            answered = len(batch)
 
     async def _gather(self, wanted: int) -> None:
         """Wait until ``wanted`` calls are waiting, or for the linger at most."""

@@ -24,6 +24,7 @@ Names (a public contract, like the log events: add, never rename):
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Mapping
@@ -81,22 +82,15 @@ LINK_UP = Gauge(
 
 def handled(channel: str, status: str, error: str | None, seconds: float) -> None:
     """One message handled by the intake."""
-    key = (channel, status, error or "")
-    counter = _messages.get(key)
-    if counter is None:
-        counter = _messages[key] = MESSAGES.labels(*key)
-    timer = _intake_seconds.get(channel)
-    if timer is None:
-        timer = _intake_seconds[channel] = INTAKE_SECONDS.labels(channel)
-    counter.inc()
-    timer.observe(seconds)
+    _messages(channel, status, error or "").inc()
+    _intake_seconds(channel).observe(seconds)
 
 
-# The children of the per-message metrics by their labels, as .labels() finds them (it
-# checks and converts the labels on every call: twice per message). A handful of channels,
+# The children of the per-message metrics by their labels, kept: .labels() checks and
+# converts the labels on every call, twice per message, for a handful of channels,
 # statuses and error codes.
-_messages: dict[tuple[str, str, str], Counter] = {}
-_intake_seconds: dict[str, Histogram] = {}
+_messages = functools.cache(MESSAGES.labels)
+_intake_seconds = functools.cache(INTAKE_SECONDS.labels)
 
 
 def batch(messages: int, *, split: bool = False) -> None:
