@@ -113,9 +113,11 @@ def sqlite_at_head(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def drop_schema(conn: Connection) -> None:
-    """Every table of the gateway, and the revision it was at."""
+    """Every table of the gateway, the revision it was at, and its trigger's function."""
     tables.metadata.drop_all(conn)
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {schema.VERSION_TABLE}")
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("DROP FUNCTION IF EXISTS gateway_tariffs_changed()")
 
 
 async def empty_database(url: str) -> None:

@@ -26,7 +26,7 @@ from gateway.storage.chats import SqlChats
 from gateway.storage.messages import SqlMessages
 from gateway.storage.outbound import SqlOutbound
 from gateway.storage.readings import SqlReadings
-from gateway.storage.registry import SqlRegistry
+from gateway.storage.registry import SqlRegistry, TariffCache
 
 T = TypeVar("T")
 Work = Callable[["UnitOfWork"], T]
@@ -57,6 +57,7 @@ class Database:
         self._writer: Connection | None = None
         # Group commit (SQLite): units of work waiting for the writer thread.
         self._groups: Coalescer[Work[Any], Any] = Coalescer(self._write_group, GROUP_MAX)
+        self._tariffs = TariffCache()
         if self.is_sqlite:
             database = parsed.database
             if database and database != ":memory:":
@@ -99,7 +100,7 @@ class Database:
             assert self._async_engine is not None
             if not transaction:
                 async with self._async_engine.connect() as conn:
-                    return await conn.run_sync(lambda sync: work(UnitOfWork(sync)))
+                    return await conn.run_sync(lambda sync: work(UnitOfWork(sync, self._tariffs)))
             # The whole unit of work in one greenlet: the pool's connection, BEGIN, the work,
             # COMMIT and the connection's return, as AsyncEngine does them piece by piece
             # (a greenlet and an event-loop hop each): about 100 µs less a unit of work.
@@ -107,7 +108,7 @@ class Database:
 
             def unit() -> T:
                 with engine.begin() as conn:
-                    return work(UnitOfWork(conn))
+                    return work(UnitOfWork(conn, self._tariffs))
 
             return await greenlet_spawn(unit)
         except (DBAPIError, OSError, PoolTimeout) as exc:
@@ -156,7 +157,7 @@ class Database:
                 for work in works:
                     raw.execute("SAVEPOINT unit_of_work")
                     try:
-                        value = work(UnitOfWork(self._writer))
+                        value = work(UnitOfWork(self._writer, self._tariffs))
                     except BaseException as exc:
                         raw.execute("ROLLBACK TO unit_of_work")
                         raw.execute("RELEASE unit_of_work")
@@ -176,13 +177,13 @@ class Database:
             self._writer = self._sync_engine.connect()
         if not transaction:
             try:
-                return work(UnitOfWork(self._writer))
+                return work(UnitOfWork(self._writer, self._tariffs))
             finally:
                 if self._writer.in_transaction():
                     self._writer.rollback()
         try:
             with self._writer.begin():
-                return work(UnitOfWork(self._writer))
+                return work(UnitOfWork(self._writer, self._tariffs))
         except BaseException:
             self._discard_open_transaction()
             raise
@@ -315,12 +316,13 @@ def _sqlite_tuning(engine: Engine, timeout: float) -> None:
 
 
 class UnitOfWork:
-    """One transaction, with a store per aggregate (see :mod:`gateway.domain.store`)."""
+    """One transaction, with a store per aggregate (see :mod:`gateway.domain.store`).
+    ``tariffs``: the tariffs its database's units of work share."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, tariffs: TariffCache) -> None:
         self.conn = conn
         self.messages = SqlMessages(conn)
-        self.registry = SqlRegistry(conn)
+        self.registry = SqlRegistry(conn, tariffs)
         self.readings = SqlReadings(conn)
         self.outbound = SqlOutbound(conn)
         self.chats = SqlChats(conn)
