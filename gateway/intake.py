@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 from functools import partial
 
 import structlog
@@ -498,15 +497,8 @@ class Intake:
             )
             for c in result
         ]
-        registers = [c.register.id for c in result]
-        history = (
-            uow.readings.history_totals(registers, placement.period)
-            if batch is None
-            else batch.history_of(registers, placement.period)
-        )
         held = rules.outliers(
             result,
-            history,
             today=today,
             factor=settings.outlier_factor,
             min_days=settings.outlier_min_days,
@@ -664,8 +656,8 @@ def _account(uow: Store, number: str, period: str, batch: _Batch | None) -> Acco
 @dataclass
 class _Batch:
     """Submissions decided in one unit of work — the lines of a list, or messages that
-    arrived together — shaped for few statements: their accounts are loaded (and locked)
-    in one query and their registers' history in another; for messages, their earlier
+    arrived together — shaped for few statements: their accounts are loaded (and locked),
+    with their registers' readings and history, at once; for messages, their earlier
     deliveries are looked up in one query and their senders' recent messages (the rate
     limit) in another. The readings they take are stored together at the end — or before
     a later submission for an account that already took some is decided, so it sees them
@@ -676,7 +668,6 @@ class _Batch:
     uow: Store
     period: str
     accounts: dict[str, Account]
-    history: dict[int, tuple[Decimal, int]]
     found: dict[tuple[str, str], StoredMessage] = field(default_factory=dict)
     recent: dict[tuple[str, str], list[datetime]] = field(default_factory=dict)
     # Provider ids and senders (by channel) a message of the batch already had.
@@ -689,10 +680,7 @@ class _Batch:
 
     @classmethod
     def load(cls, uow: Store, numbers: Sequence[str], period: str) -> _Batch:
-        accounts = uow.registry.load_accounts(numbers, period, lock=True)
-        registers = [r.id for account in accounts.values() for r in account.registers]
-        history = uow.readings.history_totals(registers, period) if registers else {}
-        return cls(uow, period, accounts, history)
+        return cls(uow, period, uow.registry.load_accounts(numbers, period, lock=True))
 
     @classmethod
     def for_messages(cls, uow: Store, items: Sequence[_Item], period: str) -> _Batch:
@@ -745,15 +733,7 @@ class _Batch:
             if found is None:
                 return None
             self.accounts[number] = found
-            known = [r.id for r in found.registers if r.id not in self.history]
-            if known:
-                self.history.update(self.uow.readings.history_totals(known, self.period))
         return self.accounts[number]
-
-    def history_of(self, registers: Sequence[int], period: str) -> dict[int, tuple[Decimal, int]]:
-        if period != self.period:
-            return self.uow.readings.history_totals(registers, period)
-        return self.history
 
     def take(self, message: int | _Handled, taken_at: datetime, decision: _Decision) -> None:
         if decision.readings:

@@ -232,6 +232,7 @@ class MemoryRegistry(_Part):
             previous=previous,
             previous_is_ours=is_ours,
             current=_previous(max(now, key=lambda r: r.id)) if now else None,
+            history=_history(earlier),
         )
 
 
@@ -267,21 +268,6 @@ class MemoryReadings(_Part):
             if not held:
                 self._enqueue(row, t.taken_at)
         return ids
-
-    def history_totals(
-        self, register_ids: Sequence[int], period: str
-    ) -> dict[int, tuple[Decimal, int]]:
-        totals: dict[int, tuple[Decimal, int]] = {}
-        for r in self._s.readings:
-            if (
-                r.register_id in register_ids
-                and r.status == "accepted"
-                and r.period < period
-                and r.days  # None or 0: no span to average over
-            ):
-                consumption, days = totals.get(r.register_id, (Decimal(0), 0))
-                totals[r.register_id] = (consumption + r.consumption, days + r.days)
-        return totals
 
     def held(self) -> list[StoredReading]:
         rows = sorted(self._rows(status="held"), key=lambda r: (r.message_id, r.id))
@@ -460,3 +446,10 @@ def _as_json(outcome: Outcome) -> dict[str, Any]:
 
 
 _: Transactor = MemoryStorage()
+
+
+def _history(earlier: Sequence[ReadingRow]) -> tuple[Decimal, int]:
+    """Like ``SqlRegistry``: the accepted readings before the period that cover some days
+    (None or 0: no span to average over)."""
+    spans = [(r.consumption, r.days) for r in earlier if r.days]
+    return sum((c for c, _ in spans), Decimal(0)), sum(d for _, d in spans)

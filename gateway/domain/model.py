@@ -117,6 +117,9 @@ class Register:
     # The reading already stored for the current period (accepted or held): a new one
     # corrects it, or repeats it.
     current: PreviousReading | None = None
+    # The consumption accepted before the current period and the days it covered: the
+    # register's average use, which the outlier rule compares a new reading with.
+    history: tuple[Decimal, int] = (Decimal(0), 0)
 
     @property
     def sort_key(self) -> tuple[int, int, str]:

@@ -68,18 +68,17 @@ def days_since_previous(register: Register, today: date) -> int | None:
 
 def outliers(
     checked: Sequence[Checked],
-    history: Mapping[int, tuple[Decimal, int]],
     *,
     today: date,
     factor: Decimal,
     min_days: int,
 ) -> list[Checked]:
     """Readings whose consumption per day exceeds ``factor`` × the register's average
-    daily use over its accepted history. A register with less than ``min_days`` of
-    history, or none used on average, is never an outlier."""
+    daily use over its accepted history (:attr:`Register.history`). A register with less
+    than ``min_days`` of history, or none used on average, is never an outlier."""
     found = []
     for item in checked:
-        consumed, days = history.get(item.register.id, (Decimal(0), 0))
+        consumed, days = item.register.history
         since = days_since_previous(item.register, today)
         if days < min_days or consumed <= 0 or since is None:
             continue

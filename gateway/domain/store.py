@@ -173,12 +173,6 @@ class ReadingStore(Protocol):
         """:meth:`add` for readings of several messages (at most one per register)."""
         ...
 
-    def history_totals(
-        self, register_ids: Sequence[int], period: str
-    ) -> dict[int, tuple[Decimal, int]]:
-        """Per register: accepted consumption and the days it covered, before ``period``."""
-        ...
-
     def held(self) -> list[StoredReading]:
         """Readings held for an operator, oldest first."""
         ...

@@ -16,15 +16,6 @@ from gateway.storage import tables as t
 from gateway.storage.prepared import OneOf, Prepared, insert_into
 
 _m, _r, _reg = t.messages.c, t.readings.c, t.registers.c
-# The accepted readings of some registers before a period that cover some days.
-_HISTORY = Prepared(
-    select(_r.register_id, _r.consumption, _r.days).where(
-        OneOf(_r.register_id, "ids"),
-        _r.status == "accepted",
-        _r.period < bindparam("period"),
-        _r.days > 0,
-    )
-)
 # The readings of a period a newer one supersedes.
 _IN_FORCE = Prepared(
     select(_r.id, _r.register_id, _r.status).where(
@@ -136,19 +127,6 @@ class SqlReadings:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-
-    def history_totals(
-        self, register_ids: Sequence[int], period: str
-    ) -> dict[int, tuple[Decimal, int]]:
-        """Per register: accepted consumption and the days it covered, before ``period``."""
-        totals: dict[int, tuple[Decimal, int]] = {}
-        ids = list(register_ids)
-        if not ids:
-            return totals
-        for row in _HISTORY.all(self.conn, {"ids": ids, "period": period}):
-            consumption, days = totals.get(row.register_id, (Decimal(0), 0))
-            totals[row.register_id] = (consumption + row.consumption, days + row.days)
-        return totals
 
     def add(
         self,

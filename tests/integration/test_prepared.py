@@ -60,7 +60,8 @@ async def test_every_prepared_select_returns_what_sqlalchemy_returns(
 
     def compare(uow: UnitOfWork) -> None:
         dialect = uow.conn.dialect.name
-        one_account, accounts_query = stored_registry._WITH_REGISTERS[dialect]
+        queries = stored_registry._WITH_REGISTERS[dialect]
+        one_account, accounts_query = queries.one, queries.many
         for period in ("2020-01", clock.now.strftime("%Y-%m"), "9999-12"):
             rows = _same(one_account, uow, {"account": "1234567890", "period": period})
             assert rows and all(isinstance(row[1], Decimal) for row in rows)
@@ -69,7 +70,7 @@ async def test_every_prepared_select_returns_what_sqlalchemy_returns(
         registers = [r.id for r in uow.conn.execute(select(t.registers.c.id))]
         for count in range(1, min(len(registers), 3) + 1):
             params: dict[str, Any] = {"ids": registers[:count], "period": "9999-12"}
-            _same(stored_readings._HISTORY, uow, params)
+            _same(stored_registry._HISTORY, uow, params)
         # Statements with lists (OneOf): one variant per length on SQLite, and a list
         # longer than the variants kept, bound afresh.
         for accounts in (["1234567890"], ["1234567890", "1234567891", "0000000000"]):
@@ -200,11 +201,30 @@ async def test_postgresql_lateral_statements_answer_as_sqlites_do(
 
     def compare(uow: UnitOfWork) -> None:
         lateral, joined = (stored_registry._WITH_REGISTERS[d] for d in ("postgresql", "sqlite"))
-        for period in ("2020-01", clock.now.strftime("%Y-%m"), "9999-12"):
+        summed = len(stored_registry._WITH_REGISTERS["sqlite"].one.statement.selected_columns)
+        stored = sorted(uow.conn.scalars(select(t.readings.c.period).distinct()))
+        assert len(stored) > 1
+        for period in ("2020-01", clock.now.strftime("%Y-%m"), "9999-12", *stored):
             one = {"account": "1234567890", "period": period}
-            assert sorted(_rows(lateral[0], uow, one)) == sorted(_rows(joined[0], uow, one))
+            assert sorted(r[:summed] for r in _rows(lateral.one, uow, one)) == sorted(
+                _rows(joined.one, uow, one)
+            )
             many = {"accounts": ["1234567890", "1234567891", "0000000000"], "period": period}
-            assert _rows(lateral[1], uow, many) == _rows(joined[1], uow, many)
+            with_history = _rows(lateral.many, uow, many)
+            assert [r[:summed] for r in with_history] == _rows(joined.many, uow, many)
+            # PostgreSQL's summed history: what SQLite's statement gives, summed.
+            ids = [r.id for r in lateral.many.all(uow.conn, many) if r.id is not None]
+            totals: dict[int, tuple[Decimal, int]] = {}
+            for r in stored_registry._HISTORY.all(uow.conn, {"ids": ids, "period": period}):
+                consumption, days = totals.get(r.register_id, (Decimal(0), 0))
+                totals[r.register_id] = (consumption + r.consumption, days + r.days)
+            assert {
+                r.id: (r.hist_consumption, r.hist_days)
+                for r in lateral.many.all(uow.conn, many)
+                if r.hist_days is not None
+            } == totals
+            if period == "9999-12":  # not an empty comparison
+                assert totals
         for days, found in ((0, 2), (400, 5)):  # the history's last and SMo; all five
             recent = {
                 "channel": "sms",
@@ -237,7 +257,7 @@ async def test_postgresql_seeks_readings_and_messages_without_their_statistics(
     await _history(gw, clock)
 
     def plans(uow: UnitOfWork) -> tuple[str, str, str]:
-        _, accounts = stored_registry._WITH_REGISTERS["postgresql"]
+        accounts = stored_registry._WITH_REGISTERS["postgresql"].many
         many = {"accounts": ["1234567890", "1234567891"], "period": "9999-12"}
         recent = {"channel": "sms", "senders": ["+79120000001"], "since": clock.now}
         delivered = {"channel": "sms", "external_ids": ["SMprep0", "SMprep1"]}

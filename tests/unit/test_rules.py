@@ -476,9 +476,10 @@ TODAY_OUTLIER = date(2026, 3, 22)  # 30 days after the previous reading (2026-02
 
 def outlier_ids(consumption: str, history: tuple[str, int] | None) -> list[int]:
     r = reg(id=7, previous="1000")
+    if history is not None:
+        r = replace(r, history=(D(history[0]), history[1]))
     item = Checked(r, D(1000) + D(consumption), D(1000), D(consumption))
-    totals = {} if history is None else {7: (D(history[0]), history[1])}
-    found = outliers([item], totals, today=TODAY_OUTLIER, factor=D(3), min_days=60)
+    found = outliers([item], today=TODAY_OUTLIER, factor=D(3), min_days=60)
     return [c.register.id for c in found]
 
 
