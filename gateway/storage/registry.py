@@ -224,21 +224,23 @@ class TariffCache:
     Every accepted message is charged with the tariffs, which change a few times a year.
     A process keeps them between units of work and uses its copy only when the unit of
     work saw the same version in the tables (``data_versions``, which a trigger on
-    ``tariffs`` moves at every change, whoever makes it), so a change is seen by the next
-    message in every process. The version comes with the accounts' statement; on
-    PostgreSQL that is one round trip less per batch of messages. One per
+    ``tariffs`` replaces at every change, whoever makes it), so a change is seen by the
+    next message in every process. A version is random, not a count: a change rolled back
+    after a unit of work in its transaction kept its tariffs must not leave its version to
+    a later change. The version comes with the accounts' statement; on PostgreSQL that is
+    one round trip less per batch of messages. One per
     :class:`~gateway.storage.database.Database`; only its units of work use it, one at a
     time (SQLite's writer thread, PostgreSQL's event loop)."""
 
     def __init__(self) -> None:
-        self._kept: tuple[int, tuple[Tariff, ...]] | None = None
+        self._kept: tuple[str, tuple[Tariff, ...]] | None = None
 
-    def get(self, version: int) -> tuple[Tariff, ...] | None:
+    def get(self, version: str) -> tuple[Tariff, ...] | None:
         """The tariffs kept, if they were read at ``version``."""
         kept = self._kept
         return kept[1] if kept is not None and kept[0] == version else None
 
-    def keep(self, version: int, tariffs: tuple[Tariff, ...]) -> None:
+    def keep(self, version: str, tariffs: tuple[Tariff, ...]) -> None:
         self._kept = (version, tariffs)
 
 
@@ -251,7 +253,7 @@ class SqlRegistry:
         # This unit of work's tariffs, once it has them, and the tariffs' version its
         # accounts were read with (None: none read yet, or tariffs written since).
         self._tariffs: tuple[Tariff, ...] | None = None
-        self._tariffs_version: int | None = None
+        self._tariffs_version: str | None = None
 
     def load_account(
         self, number: str, period: str = LATEST, *, lock: bool = False

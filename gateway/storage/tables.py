@@ -371,14 +371,14 @@ leases = Table(
     Column("expires_at", UTCDateTime, nullable=False),
 )
 
-# How many times a table whose rows each process keeps in memory has changed: a trigger on
-# the table adds one to its row at every change, whoever makes it (an import, another
-# process, an operator's SQL). A process reads the number with what it reads anyway and
-# keeps its copy only while the number is the one it was read at (see
+# The version of a table whose rows each process keeps in memory: a trigger on the table
+# gives its row a new random version at every change, whoever makes it (an import, another
+# process, an operator's SQL). A process reads the version with what it reads anyway and
+# keeps its copy only while the version is the one it was read at (see
 # gateway.storage.registry.TariffCache).
 data_versions = Table(
     "data_versions",
     metadata,
     Column("name", String(32), primary_key=True),
-    Column("version", Integer, nullable=False),
+    Column("version", String(32), nullable=False),
 )
