@@ -201,28 +201,29 @@ async def test_postgresql_lateral_statements_answer_as_sqlites_do(
 
     def compare(uow: UnitOfWork) -> None:
         lateral, joined = (stored_registry._WITH_REGISTERS[d] for d in ("postgresql", "sqlite"))
-        summed = len(stored_registry._WITH_REGISTERS["sqlite"].one.statement.selected_columns)
+        common = len(stored_registry._WITH_REGISTERS["sqlite"].one.statement.selected_columns)
         stored = sorted(uow.conn.scalars(select(t.readings.c.period).distinct()))
         assert len(stored) > 1
         for period in ("2020-01", clock.now.strftime("%Y-%m"), "9999-12", *stored):
             one = {"account": "1234567890", "period": period}
-            assert sorted(r[:summed] for r in _rows(lateral.one, uow, one)) == sorted(
+            assert sorted(r[:common] for r in _rows(lateral.one, uow, one)) == sorted(
                 _rows(joined.one, uow, one)
             )
             many = {"accounts": ["1234567890", "1234567891", "0000000000"], "period": period}
-            with_history = _rows(lateral.many, uow, many)
-            assert [r[:summed] for r in with_history] == _rows(joined.many, uow, many)
+            with_history = lateral.many.all(uow.conn, many)
+            assert [tuple(r)[:common] for r in with_history] == _rows(joined.many, uow, many)
             # PostgreSQL's summed history: what SQLite's statement gives, summed.
-            ids = [r.id for r in lateral.many.all(uow.conn, many) if r.id is not None]
+            ids = [r.id for r in with_history if r.id is not None]
             totals: dict[int, tuple[Decimal, int]] = {}
             for r in stored_registry._HISTORY.all(uow.conn, {"ids": ids, "period": period}):
                 consumption, days = totals.get(r.register_id, (Decimal(0), 0))
                 totals[r.register_id] = (consumption + r.consumption, days + r.days)
-            assert {
+            summed_here = {
                 r.id: (r.hist_consumption, r.hist_days)
-                for r in lateral.many.all(uow.conn, many)
+                for r in with_history
                 if r.hist_days is not None
-            } == totals
+            }
+            assert summed_here == totals
             if period == "9999-12":  # not an empty comparison
                 assert totals
         for days, found in ((0, 2), (400, 5)):  # the history's last and SMo; all five
