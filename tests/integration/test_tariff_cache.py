@@ -25,7 +25,7 @@ from gateway.settings import Settings
 from gateway.storage import Database, UnitOfWork
 from gateway.storage import tables as t
 
-_day = t.tariffs.c
+_tariff = t.tariffs.c
 
 
 async def send(gw: Gateway, text: str, sender: str = "+79120000001") -> Outcome:
@@ -55,7 +55,7 @@ def _execute(uow: UnitOfWork, statement: Executable) -> None:
 def _day_price(price: str) -> Update:
     return (
         update(t.tariffs)
-        .where(_day.zone == "day", _day.valid_from == date(2026, 7, 1))
+        .where(_tariff.zone == "day", _tariff.valid_from == date(2026, 7, 1))
         .values(price=Decimal(price))
     )
 
@@ -83,9 +83,8 @@ async def test_a_tariff_imported_or_deleted_elsewhere_is_charged_by_the_next_mes
     # 350 × 7.50 + 290 × 3.45 + 100.00
     assert total(await send(gw, "1234567890 12350 6790")) == Decimal("3725.50")
 
-    await outside.run(
-        lambda uow: uow.conn.execute(delete(t.tariffs).where(_day.valid_from == date(2026, 11, 1)))
-    )
+    newer_gone = delete(t.tariffs).where(_tariff.valid_from == date(2026, 11, 1))
+    await outside.run(partial(_execute, statement=newer_gone))
     # 355 × 6.80 + 291 × 3.45 + 100.00: July's price again.
     assert total(await send(gw, "1234567890 12355 6791")) == Decimal("3517.95")
 
@@ -104,7 +103,7 @@ async def test_every_change_of_the_tariffs_gives_them_a_new_version(gw: Gateway)
         t.tariffs.insert().values(
             service="hot_water", zone="single", price=Decimal(250), valid_from=date(2027, 1, 1)
         ),
-        delete(t.tariffs).where(_day.valid_from == date(2027, 1, 1)),
+        delete(t.tariffs).where(_tariff.valid_from == date(2027, 1, 1)),
     ]
     for change in changes:
         await gw.db.run(partial(_execute, statement=change))
