@@ -1,7 +1,8 @@
 """Load benchmark of the Twilio SMS webhook ``POST /sms/twilio`` on loopback.
 
     .venv/bin/python -m bench.webhook [--requests N] [--concurrency C] [--accounts A]
-        [--time-limit S] [--database-url URL] [--profile-server FILE]
+        [--time-limit S] [--database-url URL] [--log-level LEVEL] [--instructions]
+        [--profile-server FILE]
 
 1. A temporary directory gets a bench registry (A accounts, each with one day/night
    electricity meter) which ``gateway import`` loads into a fresh database: SQLite in
@@ -18,6 +19,13 @@
 4. The server is stopped with SIGTERM (SIGKILL if it does not exit), the scratch
    PostgreSQL database dropped and the temporary directory removed, also on errors.
 
+``--instructions`` runs the server under valgrind's callgrind with counting switched on
+only for the timed requests (after the warm-up, before the shutdown), and prints the
+instructions the server executed per request, all its threads, by library: a count that
+is the same from run to run (within about 1 %) on a shared, noisy machine, where requests
+per second swing by ±20 %. Speed changes are judged by it; throughput figures under
+valgrind are meaningless (about 40 requests/s). Needs Debian's ``valgrind``.
+
 ``--profile-server FILE`` runs the server under cProfile, keeps the profile in FILE and
 prints its top functions (the throughput figures are then cProfile's, not production's).
 ``--py-spy FILE`` samples the running server with py-spy (if installed: ``.venv/bin/pip
@@ -32,6 +40,7 @@ import csv
 import multiprocessing
 import multiprocessing.process
 import multiprocessing.queues
+import multiprocessing.synchronize
 import os
 import pstats
 import queue
@@ -174,6 +183,11 @@ class LoadStats:
     cut_by_time_limit: bool = False
 
 
+# The load process's warm-up is done (it sets the first), and the timed run may start (it
+# waits for the second): the bench switches callgrind's counting on in between.
+Between = tuple[multiprocessing.synchronize.Event, multiprocessing.synchronize.Event]
+
+
 @dataclass(frozen=True)
 class SignedRequest:
     body: bytes
@@ -250,7 +264,8 @@ async def _drive(
     await asyncio.gather(*(worker() for _ in range(plan.concurrency)))
 
 
-async def run_load(plan: LoadPlan) -> dict[str, Any]:
+async def run_load(plan: LoadPlan, between: Between | None = None) -> dict[str, Any]:
+    """``between``: told when the warm-up is done, and waited for before the timed run."""
     requests = build_requests(plan)
     timeout = aiohttp.ClientTimeout(total=plan.request_timeout)
     connector = aiohttp.TCPConnector(limit=plan.concurrency)
@@ -259,6 +274,10 @@ async def run_load(plan: LoadPlan) -> dict[str, Any]:
         await _drive(
             session, plan, requests[: plan.warmup], warm, time.perf_counter() + WARMUP_TIME_LIMIT
         )
+        if between is not None:
+            warmed, go = between
+            warmed.set()
+            await asyncio.to_thread(go.wait, WARMUP_TIME_LIMIT)
         stats = LoadStats()
         start = time.perf_counter()
         await _drive(session, plan, requests[plan.warmup :], stats, start + plan.time_limit)
@@ -278,10 +297,14 @@ async def run_load(plan: LoadPlan) -> dict[str, Any]:
     }
 
 
-def load_process(plan: LoadPlan, results: multiprocessing.queues.Queue[dict[str, Any]]) -> None:
+def load_process(
+    plan: LoadPlan,
+    results: multiprocessing.queues.Queue[dict[str, Any]],
+    between: Between | None = None,
+) -> None:
     """Entry point of the separate load process: one result dict on ``results``."""
     try:
-        results.put(asyncio.run(run_load(plan)))
+        results.put(asyncio.run(run_load(plan, between)))
     except BaseException as exc:
         results.put({"fatal": f"{type(exc).__name__}: {exc}"})
         raise
@@ -297,13 +320,15 @@ def free_port() -> int:
         return port
 
 
-def gateway_env(database_url: str, token: str, public_url: str) -> dict[str, str]:
+def gateway_env(
+    database_url: str, token: str, public_url: str, log_level: str = "warning"
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env.update(
         GATEWAY_DATABASE_URL=database_url,
         GATEWAY_TWILIO_AUTH_TOKEN=token,
         GATEWAY_PUBLIC_URL=public_url,
-        GATEWAY_LOG_LEVEL="warning",
+        GATEWAY_LOG_LEVEL=log_level,
         GATEWAY_LOG_FORMAT="json",
         PYTHONUNBUFFERED="1",
     )
@@ -336,17 +361,19 @@ def _gateway(args: list[str], env: dict[str, str]) -> str:
     return done.stdout.strip()
 
 
-def wait_healthy(server: subprocess.Popen[bytes], port: int, log: Path) -> float:
+def wait_healthy(
+    server: subprocess.Popen[bytes], port: int, log: Path, timeout: float = SERVER_START_TIMEOUT
+) -> float:
     start = time.monotonic()
     url = f"http://{HOST}:{port}/healthz"
-    while time.monotonic() - start < SERVER_START_TIMEOUT:
+    while time.monotonic() - start < timeout:
         if server.poll() is not None:
             raise RuntimeError(f"server exited {server.returncode}:\n{_tail(log)}")
         with suppress(OSError), urllib.request.urlopen(url, timeout=1) as resp:
             if resp.status == 200:
                 return time.monotonic() - start
         time.sleep(0.1)
-    raise RuntimeError(f"no 200 from {url} within {SERVER_START_TIMEOUT:.0f} s:\n{_tail(log)}")
+    raise RuntimeError(f"no 200 from {url} within {timeout:.0f} s:\n{_tail(log)}")
 
 
 def stop_server(server: subprocess.Popen[bytes]) -> int | None:
@@ -455,6 +482,96 @@ def stop_py_spy(spy: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             spy.kill()
             spy.wait(5)
+
+
+def callgrind_command(out: Path) -> list[str]:
+    """valgrind's callgrind, counting nothing until :func:`callgrind_counting` says so."""
+    exe = shutil.which("valgrind")
+    if exe is None:
+        raise RuntimeError("--instructions: valgrind not found (apt-get install -y valgrind)")
+    # One output file per thread: OUT-01 (the event loop's), OUT-02, ...
+    return [
+        exe,
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        "--separate-threads=yes",
+        f"--callgrind-out-file={out}",
+    ]
+
+
+def callgrind_counting(pid: int, on: bool) -> None:
+    exe = shutil.which("callgrind_control")
+    if exe is None:
+        raise RuntimeError("--instructions: callgrind_control not found (Debian's valgrind)")
+    subprocess.run(
+        [exe, "-i", "on" if on else "off", str(pid)], check=True, capture_output=True, timeout=60
+    )
+
+
+# What the instructions are counted by: a part of the object's file name, and its label.
+_LIBRARIES = (
+    ("libpython", "the Python interpreter"),
+    ("libsqlite3", "SQLite"),
+    ("_sqlite3", "the sqlite3 module"),
+    ("_json", "the json module"),
+    ("_decimal", "the decimal module"),
+    ("loop.cpython", "uvloop"),
+    ("libc.so", "the C library"),
+)
+
+
+def callgrind_by_object(out: Path) -> Counter[str]:
+    """The instructions counted in callgrind's output file, by the object file (the
+    executable or shared library) that ran them: each function's own cost, not what it
+    called (a ``calls=`` line's cost is the callee's, counted where the callee is)."""
+    names: dict[str, str] = {}
+    counts: Counter[str] = Counter()
+    current = ""
+    skip_next = False
+    for line in out.read_text(errors="replace").splitlines():
+        if line.startswith(("ob=", "cob=")):  # an object, named in full where first given
+            given = line.partition("=")[2]
+            key, _, name = given.partition(" ") if given.startswith("(") else ("", "", given)
+            if key and name:
+                names[key] = name
+            if line.startswith("ob="):
+                current = names.get(key, name) if key else name
+        elif line.startswith("calls="):
+            skip_next = True
+        elif line[:1].isdigit() or line[:1] in "+-*":
+            if skip_next:
+                skip_next = False
+                continue
+            fields = line.split()
+            if len(fields) >= 2 and fields[-1].isdigit():
+                counts[current] += int(fields[-1])
+    return counts
+
+
+def print_instructions(out: Path, requests: int) -> None:
+    """Instructions per request from callgrind's output files (one per thread, as
+    :func:`callgrind_command` asks): in all, by thread and by library."""
+    by_thread: dict[str, int] = {}
+    by_library: Counter[str] = Counter()
+    for path in sorted(out.parent.glob(out.name + "-*")):
+        counts = callgrind_by_object(path)
+        by_thread[path.name.rpartition("-")[2]] = sum(counts.values())
+        for name, count in counts.items():
+            label = next((label for part, label in _LIBRARIES if part in name), "everything else")
+            by_library[label] += count
+    total = sum(by_library.values())
+    each = max(requests, 1)
+    print(f"\n### instructions per request (callgrind, {requests:,} requests)\n")
+    print("| where | instructions per request | share |")
+    print("|---|---:|---:|")
+    print(f"| **all of the server's threads** | **{total / each:,.0f}** | 100 % |")
+    for thread, count in by_thread.items():
+        if count:
+            name = "the event loop's thread" if thread == "01" else f"thread {int(thread)}"
+            print(f"| {name} | {count / each:,.0f} | {count / max(total, 1):.1%} |")
+    for label, instructions in by_library.most_common():
+        share = instructions / max(total, 1)
+        print(f"| {label} | {instructions / each:,.0f} | {share:.1%} |")
 
 
 # Frames under every request (the event loop, the CLI): left out of the "total" list.
@@ -597,7 +714,7 @@ def _run(
 ) -> bool:
     """Import, serve, load, report; the server and the load process never outlive it."""
     public_url = f"http://{HOST}:{port}"
-    env = gateway_env(database_url, token, public_url)
+    env = gateway_env(database_url, token, public_url, args.log_level)
     print(f"code {code_version(ROOT)}; Python {sys.version.split()[0]}; {os.cpu_count()} CPUs")
     files = write_registry(tmp, args.accounts)
     start = time.monotonic()
@@ -606,7 +723,9 @@ def _run(
     print("  " + summary.replace("\n", "\n  "))
 
     log = tmp / "server.log"
-    command = [sys.executable]
+    counted = tmp / "callgrind.out"
+    command = callgrind_command(counted) if args.instructions else []
+    command += [sys.executable]
     if args.profile_server:
         command += ["-m", "cProfile", "-o", str(args.profile_server.resolve())]
     command += ["-m", "gateway", "serve", "--host", HOST, "--port", str(port)]
@@ -623,7 +742,8 @@ def _run(
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C reaches the bench, which stops it
             )
-        print(f"server: pid {server.pid}, healthy after {wait_healthy(server, port, log):.1f} s")
+        started = wait_healthy(server, port, log, 300.0 if args.instructions else 30.0)
+        print(f"server: pid {server.pid}, healthy after {started:.1f} s")
         if args.py_spy:
             spy = start_py_spy(server.pid, args.py_spy.resolve())
             time.sleep(1)  # let py-spy attach before the load starts
@@ -641,11 +761,22 @@ def _run(
         )
         context = multiprocessing.get_context("spawn")
         results: multiprocessing.queues.Queue[dict[str, Any]] = context.Queue()
-        loader = context.Process(target=load_process, args=(plan, results), name="bench-load")
+        between = (context.Event(), context.Event()) if args.instructions else None
+        loader = context.Process(
+            target=load_process, args=(plan, results, between), name="bench-load"
+        )
         cpu_before, load_start = cpu_seconds(server.pid), time.monotonic()
         loader.start()
+        if between is not None:
+            warmed, go = between
+            if not warmed.wait(WARMUP_TIME_LIMIT + 60):
+                raise RuntimeError("the load process did not finish its warm-up")
+            callgrind_counting(server.pid, on=True)
+            go.set()
         budget = WARMUP_TIME_LIMIT + args.time_limit + 2 * args.request_timeout + 60
         result = _wait_for_result(loader, results, budget)
+        if between is not None:
+            callgrind_counting(server.pid, on=False)
         load_wall = time.monotonic() - load_start
         cpu_after = cpu_seconds(server.pid)
         loader.join(10)
@@ -682,6 +813,8 @@ def _run(
         print_profile(args.profile_server)
     if args.py_spy:
         print_py_spy(args.py_spy, load_wall, PY_SPY_RATE)
+    if args.instructions:
+        print_instructions(counted, result["sent"])
     return met
 
 
@@ -702,12 +835,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="postgresql+asyncpg://USER@127.0.0.1:5432/DB: run on a scratch database created "
         "(and dropped) on that server; default: SQLite in the temporary directory",
     )
+    cli.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="the server's GATEWAY_LOG_LEVEL (info: an access line and an outcome line "
+        "per request, as in production)",
+    )
+    cli.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count the server's instructions per request with valgrind's callgrind",
+    )
     cli.add_argument("--profile-server", type=Path, metavar="FILE", help="cProfile the server")
     cli.add_argument(
         "--py-spy", type=Path, metavar="FILE", help="sample the server with py-spy (raw stacks)"
     )
     cli.add_argument("--strict", action="store_true", help="exit 1 when the target is missed")
     args = cli.parse_args(argv)
+    if args.instructions and (args.profile_server or args.py_spy):
+        cli.error("--instructions counts the server alone: not with a profiler")
     rounds = -(-(args.warmup + args.requests) // args.accounts)
     if rounds > RATE_LIMIT_PER_MINUTE:
         cli.error(
