@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python -m bench.worst
 	$(BIN)/python -m bench.webhook --concurrency 8
 	$(BIN)/python -m bench.webhook --concurrency 32
+	$(BIN)/python -m bench.webhook --instructions --requests 1000 --concurrency 16 --log-level info
 	$(BIN)/python -m bench.relay
 	$(BIN)/python -m bench.lists
 	$(BIN)/python -m bench.telegram
