@@ -291,12 +291,9 @@ class Gateway:
 
     async def _refresh_metrics(self) -> None:
         now = self.clock()
-        outbox = await SqlOutboxStore(self.db).status(now)
-        outbound = await SqlOutboundQueue(self.db).status(now)
-        metrics.queues(
-            (outbox.pending, outbox.failed, outbox.oldest_pending_seconds),
-            (outbound.queued, outbound.failed, outbound.oldest_queued_seconds),
-        )
+        outbox = await SqlOutboxStore(self.db).gauge(now)
+        outbound = await SqlOutboundQueue(self.db).gauge(now)
+        metrics.queues(outbox, outbound)
 
     def web_app(self) -> web.Application:
         sms = TwilioSmsChannel(

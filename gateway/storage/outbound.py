@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from gateway.domain.outbound import OutboundItem, SendVerdict, SentOutcome
 from gateway.domain.store import Outbound
 from gateway.storage import tables as t
+from gateway.storage.gauges import QueueGauge, queue_gauge
 from gateway.storage.messages import column_length, fit
 
 if TYPE_CHECKING:  # the database builds a unit of work of this module's SqlOutbound
@@ -206,6 +207,11 @@ class SqlOutboundQueue:
             return set()
         query = select(t.opt_outs.c.phone).where(t.opt_outs.c.phone.in_(list(phones)))
         return await self._db.run(lambda uow: set(uow.conn.scalars(query)))
+
+    async def gauge(self, now: datetime) -> QueueGauge:
+        """Queued and failed messages, and the oldest queued one's age (``/metrics``; see
+        :mod:`gateway.storage.gauges`)."""
+        return await self._db.run(lambda uow: queue_gauge(uow.conn, t.outbound, "queued", now))
 
     async def status(self, now: datetime) -> OutboundStatus:
         def read(conn: Connection) -> OutboundStatus:

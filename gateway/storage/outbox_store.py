@@ -28,6 +28,7 @@ from sqlalchemy.sql.expression import FromClause
 from gateway.domain.outbox import Delivery, OutboxItem, Settled, Verdict
 from gateway.storage import tables as t
 from gateway.storage.database import Database
+from gateway.storage.gauges import QueueGauge, queue_gauge
 from gateway.storage.prepared import OneOf, Prepared
 
 _o = t.outbox.c
@@ -173,6 +174,11 @@ class SqlOutboxStore:
             )
 
         return await self._db.run(lambda uow: read(uow.conn))
+
+    async def gauge(self, now: datetime) -> QueueGauge:
+        """Pending and failed rows, and the oldest pending row's age (``/metrics``; see
+        :mod:`gateway.storage.gauges`)."""
+        return await self._db.run(lambda uow: queue_gauge(uow.conn, t.outbox, "pending", now))
 
     async def retry(self, now: datetime, row_id: int | None = None) -> Retried:
         """Queue failed rows for billing again: row ``row_id``, or every failed row. Each
