@@ -20,6 +20,11 @@ if TYPE_CHECKING:  # the database builds a unit of work of this module's SqlOutb
     from gateway.storage.database import Database
 
 _ob = t.outbound.c
+# Who had messages of a kind on a channel (the reminders' check, every minute of a
+# window's first day): the kind's entries of ix_outbound_kind, never the whole queue.
+RECIPIENTS = select(_ob.recipient).where(
+    _ob.channel == bindparam("channel"), _ob.kind == bindparam("kind")
+)
 # The receipt state of a delivered message (SMPP 3.4 appendix B).
 DELIVERED = "DELIVRD"
 _RECIPIENT_LENGTH = column_length(_ob.recipient)
@@ -72,8 +77,7 @@ class SqlOutbound:
         return int(result.scalar_one())
 
     def recipients(self, channel: str, kind: str) -> set[str]:
-        query = select(_ob.recipient).where(_ob.channel == channel, _ob.kind == kind)
-        return set(self.conn.scalars(query))
+        return set(self.conn.scalars(RECIPIENTS, {"channel": channel, "kind": kind}))
 
     def opt_out(self, phone: str, since: datetime) -> bool:
         if self.is_opted_out(phone):

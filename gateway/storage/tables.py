@@ -248,6 +248,8 @@ readings = Table(
     Column("review_note", Text, nullable=True),
     Index("ix_readings_register", "register_id", "id"),
     Index("ix_readings_register_period", "register_id", "period", "status"),
+    # Whether a message brought a reading of a period (the reminders' check): revision 0008.
+    Index("ix_readings_message", "message_id", "period"),
 )
 
 # Rows for the billing relay, written in the same transaction as the readings.
@@ -305,6 +307,8 @@ outbound = Table(
     Column("receipt_at", UTCDateTime, nullable=True),
     Index("ix_outbound_due", "status", "channel", "id"),
     Index("ix_outbound_message", "message_id"),
+    # Who had a kind of message on a channel (the reminders of a period): revision 0008.
+    Index("ix_outbound_kind", "channel", "kind", "recipient"),
 )
 
 # Phones that sent СТОП/STOP: nothing but direct replies goes to them until СТАРТ/START.

@@ -1,9 +1,12 @@
-"""The queues' gauges of ``/metrics`` (gateway.storage.gauges): the same figures as the
-operators' full status, read without the rows that are done."""
+"""What runs over and over — ``/metrics`` at every scrape (the queues' gauges of
+gateway.storage.gauges), the reminders' check every minute of a window's first day —
+reads the rows it needs, not every row the tables ever held: on SQLite it runs on the
+writer thread every webhook waits for."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Select, Table, update
@@ -12,8 +15,9 @@ from gateway.bootstrap import Gateway
 from gateway.domain.store import Outbound
 from gateway.storage import UnitOfWork
 from gateway.storage import tables as t
+from gateway.storage.chats import _TO_REMIND
 from gateway.storage.gauges import QueueGauge, gauge_statements
-from gateway.storage.outbound import SqlOutboundQueue
+from gateway.storage.outbound import RECIPIENTS, SqlOutboundQueue
 from gateway.storage.outbox_store import SqlOutboxStore
 from tests.conftest import Clock
 from tests.integration.test_intake import send
@@ -68,6 +72,17 @@ async def test_the_outbound_queues_gauge_counts_queued_and_failed_messages(gw: G
     assert gauge.oldest_waiting_seconds == status.oldest_queued_seconds
 
 
+def _plan(uow: UnitOfWork, statement: Select[Any], params: dict[str, Any]) -> str:
+    """SQLite's plan of ``statement`` with ``params``, one line per step."""
+    compiled = statement.compile(
+        dialect=uow.conn.dialect, compile_kwargs={"render_postcompile": True}
+    )
+    values = compiled.construct_params(params)
+    given = tuple(values[name] for name in compiled.positiontup or ())
+    rows = uow.conn.exec_driver_sql("EXPLAIN QUERY PLAN " + compiled.string, given)
+    return "\n".join(str(row[-1]) for row in rows)
+
+
 async def test_the_gauges_read_the_status_index_not_every_row_done(gw: Gateway) -> None:
     """SQLite's plan (PostgreSQL's depends on its statistics): each statement seeks the
     waiting and failed entries of the status index; counting every status read every
@@ -76,13 +91,29 @@ async def test_the_gauges_read_the_status_index_not_every_row_done(gw: Gateway) 
         return
     for table, waiting in ((t.outbox, "pending"), (t.outbound, "queued")):
         for statement in gauge_statements(table, waiting):
-
-            def plan(uow: UnitOfWork, statement: Select[Any] = statement) -> str:
-                compiled = statement.compile(
-                    dialect=uow.conn.dialect, compile_kwargs={"literal_binds": True}
-                )
-                rows = uow.conn.exec_driver_sql("EXPLAIN QUERY PLAN " + compiled.string)
-                return "\n".join(str(row[-1]) for row in rows)
-
-            found = await gw.db.run(plan)
+            found = await gw.db.run(partial(_plan, statement=statement, params={}))
             assert "SEARCH" in found and "SCAN" not in found, (table.name, found)
+
+
+async def test_the_reminders_check_reads_the_periods_reminders_not_the_whole_queue(
+    gw: Gateway,
+) -> None:
+    """SQLite's plan: the channel's and kind's entries of ix_outbound_kind, which hold
+    the recipients (revision 0008); before it, a scan of every message ever queued."""
+    if not gw.db.is_sqlite:
+        return
+    params = {"channel": "telegram", "kind": "reminder:2026-11"}
+    found = await gw.db.run(partial(_plan, statement=RECIPIENTS, params=params))
+    assert "COVERING INDEX ix_outbound_kind" in found and "SCAN" not in found, found
+
+
+async def test_the_reminders_check_seeks_a_chats_readings_of_the_period(gw: Gateway) -> None:
+    """SQLite's plan: each linked chat's messages, then their readings of the period by
+    ix_readings_message (revision 0008); before it, SQLite built a temporary index from
+    every reading of the period at each check."""
+    if not gw.db.is_sqlite:
+        return
+    params = {"channel": "telegram", "period": "2026-11"}
+    found = await gw.db.run(partial(_plan, statement=_TO_REMIND, params=params))
+    assert "ix_readings_message (message_id=? AND period=?)" in found, found
+    assert "AUTOMATIC" not in found, found
