@@ -174,8 +174,8 @@ class SqlReadings:
         ids = _INSERT_READINGS.insert_each(self.conn, rows)
         if not held:
             payloads = []
-            for reading_id, t in zip(ids, taken, strict=True):
-                register = t.reading.register
+            for reading_id, one in zip(ids, taken, strict=True):
+                register = one.reading.register
                 payload = _outbox_payload(
                     reading_id,
                     replaced.get(register.id),
@@ -184,13 +184,13 @@ class SqlReadings:
                     meter=register.meter,
                     service=register.service.value,
                     zone=register.zone.value,
-                    value=t.reading.value,
-                    previous=t.reading.previous,
-                    consumption=t.reading.consumption,
-                    taken_at=t.taken_at,
+                    value=one.reading.value,
+                    previous=one.reading.previous,
+                    consumption=one.reading.consumption,
+                    taken_at=one.taken_at,
                 )
                 payloads.append((register.id, payload))
-            self._enqueue(payloads, [t.taken_at for t in taken])
+            self._enqueue(payloads, [one.taken_at for one in taken])
         return ids
 
     def _supersede(
