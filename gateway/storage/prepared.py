@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -46,7 +47,8 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
-Processor = Callable[[Any], Any] | None
+# Type processors by the positions of the values they process (the others need none).
+Processed = tuple[tuple[int, Callable[[Any], Any]], ...]
 Params = Mapping[str, Any]
 
 
@@ -54,10 +56,14 @@ Params = Mapping[str, Any]
 class _Compiled:
     sql: str
     names: tuple[str, ...]
-    binds: tuple[Processor, ...]
     defaults: Mapping[str, Any]
     # Makes a row (a named tuple) of a SELECT's values.
     make: Callable[[Iterable[Any]], tuple[Any, ...]] | None
+    # The parameters' values in ``names`` order, as a tuple (``operator.itemgetter``),
+    # and the positions whose type processes a bound value, with its processor: a row
+    # of ten values and one timestamp calls one function in Python, not ten.
+    pick: Callable[[Params], tuple[Any, ...]]
+    processed: Processed
 
 
 class Prepared:
@@ -74,8 +80,8 @@ class Prepared:
         # The statement's OneOf lists by name; on SQLite, one variant per their lengths.
         self._lists = sorted({e.name for e in visitors.iterate(statement) if isinstance(e, OneOf)})
         self._variants: dict[tuple[int, ...], Prepared] = {}
-        # A SELECT's result processors by dialect, None where no column needs one.
-        self._results: dict[str, tuple[Processor, ...] | None] = {}
+        # A SELECT's result processors by dialect, with their columns' positions.
+        self._results: dict[str, Processed] = {}
         # An INSERT's rows as arrays, on PostgreSQL (made on first use).
         self._arrays: Prepared | None = None
 
@@ -91,15 +97,18 @@ class Prepared:
             return rows
         make = compiled.make
         assert make is not None
-        processors = self._result_processors(conn.dialect, cursor.description)
-        if processors is None:
+        processed = self._result_processors(conn.dialect, cursor.description)
+        if not processed:
             return [make(r) for r in rows]
-        return [
-            make(
-                [v if p is None or v is None else p(v) for p, v in zip(processors, r, strict=True)]
-            )
-            for r in rows
-        ]
+        made = []
+        for row in rows:
+            values = list(row)
+            for i, process in processed:
+                value = values[i]
+                if value is not None:
+                    values[i] = process(value)
+            made.append(make(values))
+        return made
 
     def first(self, conn: Connection, params: Params) -> Any | None:
         rows = self.all(conn, params)
@@ -249,25 +258,32 @@ class Prepared:
             row: Any = namedtuple("PreparedRow", keys, rename=True)  # type: ignore[misc]
             make = row._make
         return _Compiled(
-            sql=compiled.string, names=names, binds=processors, defaults=defaults, make=make
+            sql=compiled.string,
+            names=names,
+            defaults=defaults,
+            make=make,
+            pick=_picker(names),
+            processed=tuple((i, p) for i, p in enumerate(processors) if p is not None),
         )
 
     def _result_processors(
         self, dialect: Dialect, description: Sequence[Sequence[Any]]
-    ) -> tuple[Processor, ...] | None:
+    ) -> Processed:
         """The SELECT's result processors for ``dialect``, by the column types the driver
         described (asyncpg's numeric processing depends on the type PostgreSQL sent;
-        SQLite describes none): worked out on the first result, None where no column
-        needs one."""
-        if dialect.name not in self._results:
+        SQLite describes none), with the positions of their columns: worked out on the
+        first result; empty where no column needs one."""
+        found = self._results.get(dialect.name)
+        if found is None:
             assert isinstance(self.statement, Select)
             columns = self.statement.selected_columns
-            found = tuple(
+            processors = (
                 column.type._cached_result_processor(dialect, described[1])
                 for column, described in zip(columns, description, strict=True)
             )
-            self._results[dialect.name] = found if any(found) else None
-        return self._results[dialect.name]
+            found = tuple((i, p) for i, p in enumerate(processors) if p is not None)
+            self._results[dialect.name] = found
+        return found
 
 
 # The most list elements a variant of a statement binds (batches of messages and of the
@@ -293,12 +309,26 @@ def insert_into(table: Table, *, leaving_out: Sequence[str] = ()) -> Prepared:
 
 
 def _values(compiled: _Compiled, params: Params) -> list[Any]:
+    """The values to bind, in the statement's order, each through its type's processor
+    (but None, which every processor leaves None)."""
     if compiled.defaults:
         params = {**compiled.defaults, **params}
-    return [
-        v if p is None or v is None else p(v)
-        for v, p in zip([params[name] for name in compiled.names], compiled.binds, strict=True)
-    ]
+    values = list(compiled.pick(params))
+    for i, process in compiled.processed:
+        value = values[i]
+        if value is not None:
+            values[i] = process(value)
+    return values
+
+
+def _picker(names: tuple[str, ...]) -> Callable[[Params], tuple[Any, ...]]:
+    """``lambda params: tuple(params[name] for name in names)``, in C where it can be."""
+    if len(names) > 1:
+        return cast(Callable[[Params], tuple[Any, ...]], itemgetter(*names))
+    if names:
+        (name,) = names
+        return lambda params: (params[name],)
+    return lambda _params: ()
 
 
 def _run(conn: Connection, compiled: _Compiled, values: list[Any], *, many: bool = False) -> Any:
