@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import MAX_PREC, Context, Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -58,10 +58,17 @@ class ExactDecimal(TypeDecorator[Decimal]):
 
 
 def plain(value: Decimal) -> Decimal:
-    """Without trailing fraction zeros and never in exponent form: 13000, 6.8, 0.5."""
-    normal = value.normalize()
+    """Without trailing fraction zeros and never in exponent form: 13000, 6.8, 0.5. Exact
+    for any number of digits (the default context's 28 would round a longer number, and
+    refuse to write one of more than 28 digits without its exponent)."""
+    normal = value.normalize(_EXACT)
     exponent = normal.as_tuple().exponent
-    return normal.quantize(Decimal(1)) if isinstance(exponent, int) and exponent > 0 else normal
+    if isinstance(exponent, int) and exponent > 0:
+        return normal.quantize(Decimal(1), context=_EXACT)
+    return normal
+
+
+_EXACT = Context(prec=MAX_PREC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

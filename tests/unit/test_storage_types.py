@@ -73,6 +73,8 @@ def test_other_databases_bind_the_aware_timestamp_in_utc() -> None:
 @example("000120")
 @example("12000")
 @example("12.500")
+@example("10000000000000000000000000000")  # more digits than the default context's 28
+@example("1234567890123456789012345678901234.567")
 def test_a_stored_decimal_reads_back_as_plain_gives_it(text: str) -> None:
     """ExactDecimal's text on SQLite reads back as plain() of it, digit for digit (a
     whole number's digits skip plain())."""
