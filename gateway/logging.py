@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import json
 import logging
 import sys
 import threading
@@ -18,6 +17,8 @@ from collections.abc import Callable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
+
+from gateway.jsontext import json_encoder
 
 
 def _exception_in_one_line(
@@ -169,7 +170,7 @@ def _unserializable(value: Any) -> Any:
 def _json_lines() -> structlog.typing.Processor:
     """structlog's ``JSONRenderer(ensure_ascii=False)``, with its encoder made once
     rather than per line."""
-    encode = json.JSONEncoder(ensure_ascii=False, default=_unserializable).encode
+    encode = json_encoder(_unserializable)
 
     def render(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> str:
         return encode(event)

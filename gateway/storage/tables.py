@@ -3,7 +3,6 @@ text on SQLite); timestamps are stored in UTC and come back time-zone aware."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import MAX_PREC, Context, Decimal
@@ -28,9 +27,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from gateway.jsontext import json_encoder
+
 # JSON as the gateway stores it (an outcome, an outbox payload): ``json.dumps(value,
 # ensure_ascii=False)``, with its encoder made once rather than for every value.
-json_text = json.JSONEncoder(ensure_ascii=False).encode
+json_text = json_encoder()
 
 
 class ExactDecimal(TypeDecorator[Decimal]):
