@@ -26,8 +26,10 @@ is the same from run to run (within about 1 %) on a shared, noisy machine, where
 per second swing by ±20 %. Speed changes are judged by it; throughput figures under
 valgrind are meaningless (about 40 requests/s). Needs Debian's ``valgrind``.
 
-``--profile-server FILE`` runs the server under cProfile, keeps the profile in FILE and
-prints its top functions (the throughput figures are then cProfile's, not production's).
+``--profile-server FILE`` runs the server under cProfile in every thread (``bench.profiled``:
+the SQLite writer thread's work too, which ``python -m cProfile`` never sees), keeps the
+profiles added up in FILE, and prints each thread's CPU seconds and the top functions
+(the throughput figures are then cProfile's, not production's).
 ``--py-spy FILE`` samples the running server with py-spy (if installed: ``.venv/bin/pip
 install py-spy``), keeps the collapsed stacks in FILE and prints a per-thread summary.
 """
@@ -626,6 +628,12 @@ def print_py_spy(path: Path, seconds: float, rate: int, top: int = 25) -> None:
 
 
 def print_profile(path: Path, top: int = 25) -> None:
+    threads = path.with_name(path.name + ".threads")
+    if threads.exists():
+        print("\n### server profile: CPU seconds by thread\n")
+        for line in threads.read_text().splitlines():
+            name, _, seconds = line.partition("\t")
+            print(f"- {name}: {seconds} s")
     for key in ("tottime", "cumulative"):
         out = StringIO()
         stats = pstats.Stats(str(path), stream=out)
@@ -726,8 +734,8 @@ def _run(
     counted = tmp / "callgrind.out"
     command = callgrind_command(counted) if args.instructions else []
     command += [sys.executable]
-    if args.profile_server:
-        command += ["-m", "cProfile", "-o", str(args.profile_server.resolve())]
+    if args.profile_server:  # every thread's, not only the main one's (cProfile's own)
+        command += ["-m", "bench.profiled", str(args.profile_server.resolve())]
     command += ["-m", "gateway", "serve", "--host", HOST, "--port", str(port)]
     server: subprocess.Popen[bytes] | None = None
     loader: multiprocessing.process.BaseProcess | None = None
