@@ -9,6 +9,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -153,11 +154,12 @@ class Settings:
         }
     )
 
-    @property
+    # Made once per Settings (which is frozen): every message asks for both.
+    @cached_property
     def window(self) -> Window:
         return Window(self.window_start, self.window_end, WindowPolicy(self.window_policy))
 
-    @property
+    @cached_property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
