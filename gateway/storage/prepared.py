@@ -100,15 +100,7 @@ class Prepared:
         processed = self._result_processors(conn.dialect, cursor.description)
         if not processed:
             return [make(r) for r in rows]
-        made = []
-        for row in rows:
-            values = list(row)
-            for i, process in processed:
-                value = values[i]
-                if value is not None:
-                    values[i] = process(value)
-            made.append(make(values))
-        return made
+        return [make(_processed(row, processed)) for row in rows]
 
     def first(self, conn: Connection, params: Params) -> Any | None:
         rows = self.all(conn, params)
@@ -309,12 +301,17 @@ def insert_into(table: Table, *, leaving_out: Sequence[str] = ()) -> Prepared:
 
 
 def _values(compiled: _Compiled, params: Params) -> list[Any]:
-    """The values to bind, in the statement's order, each through its type's processor
-    (but None, which every processor leaves None)."""
+    """The values to bind, in the statement's order, through their types' processors."""
     if compiled.defaults:
         params = {**compiled.defaults, **params}
-    values = list(compiled.pick(params))
-    for i, process in compiled.processed:
+    return _processed(compiled.pick(params), compiled.processed)
+
+
+def _processed(row: Iterable[Any], processed: Processed) -> list[Any]:
+    """``row``'s values, those at the positions of ``processed`` through their processor
+    (but None, which every processor leaves None): bound values and result rows alike."""
+    values = list(row)
+    for i, process in processed:
         value = values[i]
         if value is not None:
             values[i] = process(value)
